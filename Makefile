@@ -1,0 +1,39 @@
+# regstack: PGXS build and tests.
+#
+#   make                  build (warnings are errors)
+#   make install          install into the PostgreSQL found by pg_config
+#   make installcheck     pg_regress, isolation and TAP suites, each against
+#                         a temporary instance with regstack preloaded
+#                         (run as a user PostgreSQL accepts, not root)
+
+EXTENSION = regstack
+MODULE_big = regstack
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA_built = sql/regstack--1.0.sql
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+
+# pg_regress: every sql/*.sql except the built install script.
+REGRESS = $(filter-out regstack--%,$(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql))))
+TEMP_CONF_FILE = $(abspath test/regstack.conf)
+REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(TEMP_CONF_FILE) \
+	--load-extension=regstack
+
+# Isolation specs: test/isolation/specs/*.spec, expected in test/isolation/expected.
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso \
+	--temp-config=$(TEMP_CONF_FILE) --load-extension=regstack
+
+# TAP tests: test/t/*.pl (PostgreSQL::Test::Cluster).
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+EXTRA_CLEAN = sql/regstack--1.0.sql output_iso tmp_check_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/regstack--1.0.sql: $(sort $(wildcard sql/install/*.sql))
+	cat $^ > $@

@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * regstack.h
+ *	  Declarations shared between regstack's C files.
+ *
+ * Each block below belongs to one file; a function declared here is the
+ * boundary that file offers to the others.  Everything else is static.
+ *
+ * Rules for callers:
+ *	- SQL-callable functions run their table work between
+ *	  regstack_begin_call() and regstack_end_call(): connected to SPI and
+ *	  switched to the owner of regstack's tables, so an application role
+ *	  needs EXECUTE only, never table privileges.
+ *	- Every SQL string given to SPI qualifies every name (tables, functions,
+ *	  operators) so that no search_path can change what it means.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REGSTACK_H
+#define REGSTACK_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+/* A token is 256 random bits, printed as unpadded base64url. */
+#define REGSTACK_TOKEN_BYTES		32
+#define REGSTACK_TOKEN_CHARS		43
+#define REGSTACK_DIGEST_BYTES		32	/* SHA-256 */
+
+/* Input limits, documented in the README. */
+#define REGSTACK_MAX_TOKEN_BYTES	512
+#define REGSTACK_MAX_TEXT_BYTES		4096
+#define REGSTACK_MAX_PAYLOAD_BYTES	16384
+
+/* Advisory-lock class used by regstack's own transaction-scoped locks. */
+#define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253
+
+/* ---- encoding.c: randomness, SHA-256 and base64url ---- */
+
+/* Append the unpadded base64url form of data to out (out needs room). */
+extern void regstack_base64url_encode(const uint8 *data, size_t len, char *out);
+
+/* Length of the unpadded base64url form of len bytes. */
+#define REGSTACK_BASE64URL_LEN(len)	(((len) * 4 + 2) / 3)
+
+/* A fresh 43-character secret from pg_strong_random, palloc'd. */
+extern char *regstack_new_secret(void);
+
+/* SHA-256 of data into digest[REGSTACK_DIGEST_BYTES]. */
+extern void regstack_sha256(const char *data, size_t len, uint8 *digest);
+
+/* SHA-256 of a text value, as a palloc'd bytea. */
+extern bytea *regstack_sha256_bytea(const text *value);
+
+/* True when s has the exact shape of a token regstack issued. */
+extern bool regstack_token_wellformed(const text *token);
+
+/* ---- context.c: the extension's tables, its owner, SPI plans ---- */
+
+/* State saved by regstack_begin_call() and restored by regstack_end_call(). */
+typedef struct RegstackCall
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} RegstackCall;
+
+extern void regstack_begin_call(RegstackCall *call);
+extern void regstack_end_call(RegstackCall *call);
+
+/* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
+extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
+								int nargs, const Oid *argtypes);
+
+/* Take a transaction-scoped exclusive advisory lock on (class, key). */
+extern void regstack_xact_lock(uint16 lock_class, const char *key1,
+							   const char *key2);
+
+/* ---- args.c: checking SQL arguments ---- */
+
+/*
+ * The text argument argno, or NULL when it is SQL NULL and not required.
+ * Errors: NULL when required (22004), empty (22023), longer than max_bytes
+ * (22001).  name is the argument's SQL name, used in messages.
+ */
+extern text *regstack_text_arg(FunctionCallInfo fcinfo, int argno,
+							   const char *name, int max_bytes,
+							   bool required);
+
+/* A TTL argument: positive, finite; NULL stays NULL. */
+extern Interval *regstack_interval_arg(FunctionCallInfo fcinfo, int argno,
+									   const char *name);
+
+/* interval a < interval b, with PostgreSQL's interval ordering. */
+extern bool regstack_interval_lt(const Interval *a, const Interval *b);
+
+/* ---- token_types.c: the cached registry of token types ---- */
+
+/* Fields of a token that a type can require; bit i of required_mask. */
+typedef enum RegstackTokenField
+{
+	RS_FIELD_SUBJECT,
+	RS_FIELD_PROVIDER,
+	RS_FIELD_NONCE,
+	RS_FIELD_CODE_VERIFIER,
+	RS_FIELD_CHALLENGE,
+	RS_FIELD_REDIRECT_TO,
+	RS_FIELD_MODE,
+	RS_FIELD_LINKING_USER_ID,
+	RS_FIELD_RESULT,
+	RS_FIELD_PAYLOAD,
+	RS_NUM_FIELDS
+} RegstackTokenField;
+
+extern const char *const regstack_field_names[RS_NUM_FIELDS];
+
+typedef struct RegstackTokenType
+{
+	char		name[NAMEDATALEN];
+	Interval	default_ttl;
+	Interval	max_ttl;
+	uint32		required_mask;
+	int32		max_live_per_subject;	/* 0: no cap */
+} RegstackTokenType;
+
+/*
+ * The registry entry for name, or an error (22023, hint listing the known
+ * types) when there is none.  Call inside regstack_begin_call().
+ */
+extern const RegstackTokenType *regstack_token_type(const char *name);
+
+/* ---- tokens.c: issuing tokens, shared with oidc.c ---- */
+
+/* Everything a caller may store on a token; NULL members are absent. */
+typedef struct RegstackTokenFields
+{
+	text	   *value[RS_NUM_FIELDS];	/* RS_FIELD_PAYLOAD is a Jsonb */
+} RegstackTokenFields;
+
+/*
+ * Store a new token of type type_name with the given fields and TTL (NULL:
+ * the type's default) and return the token.  Call inside
+ * regstack_begin_call().
+ */
+extern char *regstack_issue(const char *type_name,
+							const RegstackTokenFields *fields,
+							const Interval *ttl);
+
+/* ---- purge.c: deleting expired rows, shared with the reaper ---- */
+
+/* Delete up to limit expired tokens (limit <= 0: all); return how many. */
+extern int64 regstack_purge_tokens(int64 limit);
+
+/* Delete up to limit stale rate-limit events (limit <= 0: all). */
+extern int64 regstack_purge_events(int64 limit);
+
+#endif							/* REGSTACK_H */
