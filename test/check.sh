@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# test/check.sh: build regstack and run every test suite (pg_regress,
+# isolation, TAP), on a fresh Debian 12 machine with the PostgreSQL 15
+# server installed.
+#
+# Run as root, it installs what is missing (server headers, IPC::Run) from
+# Debian's archive and runs the tests as the unprivileged "postgres" user;
+# run as any other user, it needs those packages already installed.
+#
+# The tests never touch the system PostgreSQL: the script copies the
+# installed server into a private directory under /tmp, installs regstack
+# there, and every suite starts its own temporary instances from that copy.
+#
+# Environment: KEEP=1 keeps the work directory; SUITES="regress isolation
+# tap" chooses suites (default: all three).
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+pgver=15
+suites=${SUITES:-regress isolation tap}
+
+. "$src/test/lib/packages.sh"
+regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc
+
+work=$(mktemp -d /tmp/regstack-check.XXXXXX)
+chmod 755 "$work"
+pg_config=$(regstack_private_postgres "$work")
+
+# A copy of the source tree the test user can write to.
+mkdir -p "$work/src"
+tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
+    --exclude=results --exclude=output_iso --exclude=tmp_check --exclude=tmp_check_iso \
+    -cf - . | tar -C "$work/src" -xf -
+regstack_chown_test_user "$work"
+
+log="$work/check.log"
+status=0
+regstack_as_test_user "cd '$work/src' && make -s PG_CONFIG='$pg_config' && make -s PG_CONFIG='$pg_config' install" \
+    >"$log" 2>&1 || { cat "$log"; echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+for suite in $suites; do
+    case $suite in
+        regress)   vars="ISOLATION= TAP_TESTS=" ;;
+        isolation) vars="REGRESS= TAP_TESTS=" ;;
+        tap)       vars="REGRESS= ISOLATION=" ;;
+        *) echo "unknown suite $suite"; exit 2 ;;
+    esac
+    echo "=== $suite"
+    if ! regstack_as_test_user "cd '$work/src' && make PG_CONFIG='$pg_config' installcheck $vars" \
+        2>&1 | tee -a "$log"; then
+        status=1
+    fi
+done
+
+# One summary line: test files (pg_regress, isolation) and TAP scripts.
+passed=$(grep -cE '^(ok [0-9]+ +[-+] |test .* \.\.\. ok|     [a-z_0-9]+ +\.\.\. ok|test/t/.*\.pl \.+ ok)' "$log" || true)
+failed=$(grep -cE '(\.\.\. FAILED|^not ok [0-9]+ +[-+] |test/t/.*\.pl \.+ (Dubious|Failed))' "$log" || true)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1
+fi
+if [ "$status" -ne 0 ]; then
+    for diffs in "$work"/src/regression.diffs "$work"/src/output_iso/regression.diffs; do
+        [ -f "$diffs" ] && { echo "=== $diffs"; head -c 20000 "$diffs"; }
+    done
+    for tap_log in "$work"/src/tmp_check/log/regress_log_*; do
+        [ -f "$tap_log" ] && { echo "=== $tap_log (tail)"; tail -n 40 "$tap_log"; }
+    done
+    echo "work directory kept: $work"
+elif [ "${KEEP:-0}" != 1 ]; then
+    rm -rf "$work"
+else
+    echo "work directory kept: $work"
+fi
+echo "$passed passed, $failed failed"
+exit $status
