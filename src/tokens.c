@@ -77,17 +77,18 @@ static void
 tokens_check_mode(const RegstackTokenFields *fields)
 {
 	text	   *mode = fields->value[RS_FIELD_MODE];
-	bool		is_link;
+	bool		is_link = false;
 
-	if (mode == NULL)
-		return;
-	is_link = (VARSIZE_ANY_EXHDR(mode) == 4 &&
-			   memcmp(VARDATA_ANY(mode), "link", 4) == 0);
-	if (!is_link && !(VARSIZE_ANY_EXHDR(mode) == 6 &&
-					  memcmp(VARDATA_ANY(mode), "signin", 6) == 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("mode must be 'signin' or 'link'")));
+	if (mode != NULL)
+	{
+		is_link = (VARSIZE_ANY_EXHDR(mode) == 4 &&
+				   memcmp(VARDATA_ANY(mode), "link", 4) == 0);
+		if (!is_link && !(VARSIZE_ANY_EXHDR(mode) == 6 &&
+						  memcmp(VARDATA_ANY(mode), "signin", 6) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mode must be 'signin' or 'link'")));
+	}
 	if (is_link && fields->value[RS_FIELD_LINKING_USER_ID] == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

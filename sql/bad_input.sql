@@ -1,0 +1,90 @@
+-- Every error of the token functions, with its SQLSTATE.  None is XX000,
+-- none crashes; where the API promises zero rows, there are zero rows.
+\set ECHO none
+\i sql/include/err.sql
+\set ECHO all
+
+-- issue_token: required arguments, empty and oversized text.
+SELECT pg_temp.err($$SELECT regstack.issue_token(NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token(repeat('t', 64))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('no_such_type', subject => 'a')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => '')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => repeat('s', 4096)) IS NOT NULL$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => repeat('s', 4097))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => repeat('s', 1048576))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', provider => '')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', nonce => repeat('n', 4097))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', code_verifier => '')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', challenge => '')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', challenge => repeat('c', 4097))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', redirect_to => repeat('r', 4097))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', linking_user_id => '', mode => 'link')$$);
+-- result may hold a session token: its limit is 16 KiB.
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', result => repeat('j', 16384)) IS NOT NULL$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', result => repeat('j', 16385))$$);
+-- Multibyte text is measured in bytes.
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => repeat('é', 2049))$$);
+
+-- payload: at most 16 KiB of jsonb; deep and odd documents are fine.
+SELECT pg_temp.err($$SELECT regstack.issue_token('download', payload => jsonb_build_object('x', repeat('p', 20000)))$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('download', payload => (repeat('[', 1000) || repeat(']', 1000))::jsonb) IS NOT NULL$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('download', payload => 'null'::jsonb) IS NOT NULL$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('download', payload => NULL)$$);
+
+-- mode and linking_user_id.
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', mode => 'admin')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', mode => 'SIGNIN')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', mode => 'link')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', mode => 'signin', linking_user_id => 'u1')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', linking_user_id => 'u1')$$);
+
+-- ttl: positive and at most the type's maximum.
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '0')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '-1 second')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '1 month -30 days')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '15 minutes 1 microsecond')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '178000000 years')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '-178000000 years')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => 'infinity')$$);
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a', ttl => '1 microsecond') IS NOT NULL$$);
+
+-- consume_token and peek_token.
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(NULL, 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token('', 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 512), 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 513), 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 1048576), 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), '')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), 'pre_auth', '')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), 'pre_auth', repeat('c', 4097))$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(NULL, 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 43), NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 513), 'pre_auth')$$);
+-- Well-formed but unknown, and odd-but-short strings: zero rows.
+SELECT count(*) FROM regstack.consume_token(repeat('A', 43), 'pre_auth');
+SELECT count(*) FROM regstack.consume_token(E'\u00e9\u00e9\u00e9', 'pre_auth');
+SELECT count(*) FROM regstack.consume_token(repeat(' ', 43), 'pre_auth');
+SELECT count(*) FROM regstack.peek_token(repeat('A', 43), 'no_such_type');
+
+-- attach_result.
+SELECT pg_temp.err($$SELECT regstack.attach_result(NULL, 'oidc_state', 'r')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), NULL, 'r')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', '')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', repeat('r', 16385))$$);
+SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', 'r') AS attached_to_nothing;
+
+-- revoke_tokens: a NULL subject or an unknown type is an error, never
+-- "nothing to revoke".
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens(NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('')$$);
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('a', 'no_such_type')$$);
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('a', '')$$);
+
+-- Nothing above left a row behind except the calls that succeeded.
+SELECT token_type, count(*) FROM regstack.auth_ephemeral_tokens GROUP BY 1 ORDER BY 1;
+TRUNCATE regstack.auth_ephemeral_tokens;

@@ -1,0 +1,122 @@
+-- issue_token, consume_token, peek_token, attach_result, revoke_tokens:
+-- behaviour of each function on good input.  Errors: bad_input.sql.
+
+CREATE EXTENSION pgcrypto;
+
+-- A token is 43 characters of base64url (256 bits, no padding) and only
+-- its SHA-256 is stored; pgcrypto's digest() checks that independently.
+SELECT regstack.issue_token('pre_auth', subject => 'alice', challenge => 'cookie-1') AS tok \gset
+SELECT length(:'tok') AS length, :'tok' ~ '^[A-Za-z0-9_-]{43}$' AS base64url;
+SELECT token_hash = digest(:'tok', 'sha256') AS hash_is_sha256,
+       challenge_hash = digest('cookie-1', 'sha256') AS challenge_is_sha256,
+       expires_at - created_at AS ttl
+  FROM regstack.auth_ephemeral_tokens WHERE subject = 'alice';
+-- The plaintext token and challenge appear in no column.
+SELECT count(*) AS rows_with_plaintext
+  FROM regstack.auth_ephemeral_tokens t
+ WHERE position(:'tok' IN t::text) > 0 OR position('cookie-1' IN t::text) > 0;
+-- Two tokens are never equal.
+SELECT count(DISTINCT regstack.issue_token('oidc_exchange', subject => 'x')) AS distinct_tokens
+  FROM generate_series(1, 100);
+DELETE FROM regstack.auth_ephemeral_tokens WHERE subject = 'x';
+
+-- peek_token shows the row without consuming it, only with the challenge.
+SELECT token_type, subject, expires_at - created_at AS ttl
+  FROM regstack.peek_token(:'tok', 'pre_auth', 'cookie-1');
+SELECT count(*) AS rows_without_challenge FROM regstack.peek_token(:'tok', 'pre_auth');
+SELECT count(*) AS rows_wrong_challenge FROM regstack.peek_token(:'tok', 'pre_auth', 'cookie-2');
+
+-- consume_token: a wrong challenge or a wrong type returns nothing and
+-- does not burn the token; the right call returns the row exactly once.
+SELECT count(*) AS wrong_challenge FROM regstack.consume_token(:'tok', 'pre_auth', 'cookie-2');
+SELECT count(*) AS no_challenge FROM regstack.consume_token(:'tok', 'pre_auth');
+SELECT count(*) AS wrong_type FROM regstack.consume_token(:'tok', 'password_reset', 'cookie-1');
+SELECT count(*) AS unknown_type FROM regstack.consume_token(:'tok', 'no_such_type', 'cookie-1');
+SELECT token_type, subject, provider, nonce, code_verifier, redirect_to, mode,
+       linking_user_id, result, payload, expires_at - created_at AS ttl
+  FROM regstack.consume_token(:'tok', 'pre_auth', 'cookie-1');
+SELECT count(*) AS second_consume FROM regstack.consume_token(:'tok', 'pre_auth', 'cookie-1');
+SELECT count(*) AS rows_left FROM regstack.auth_ephemeral_tokens WHERE subject = 'alice';
+
+-- A token issued without a challenge is consumed with or without one.
+SELECT regstack.issue_token('oidc_exchange', subject => 'bob') AS tok \gset
+SELECT subject FROM regstack.consume_token(:'tok', 'oidc_exchange', 'anything');
+
+-- Malformed tokens: zero rows, no error (length, alphabet, case).
+SELECT regstack.issue_token('oidc_exchange', subject => 'bob') AS tok \gset
+SELECT count(*) FROM regstack.consume_token(left(:'tok', 42), 'oidc_exchange');
+SELECT count(*) FROM regstack.consume_token(:'tok' || 'A', 'oidc_exchange');
+SELECT count(*) FROM regstack.consume_token(upper(:'tok'), 'oidc_exchange')
+ WHERE upper(:'tok') <> :'tok';
+SELECT count(*) FROM regstack.consume_token(repeat('!', 43), 'oidc_exchange');
+SELECT count(*) FROM regstack.consume_token('x', 'oidc_exchange');
+SELECT count(*) FROM regstack.peek_token(repeat('=', 43), 'oidc_exchange');
+SELECT regstack.attach_result(repeat('=', 43), 'oidc_exchange', 'jwt');
+SELECT subject FROM regstack.consume_token(:'tok', 'oidc_exchange');
+
+-- Every field round-trips, payload included.
+SELECT regstack.issue_token('download', subject => 'carol', ttl => '1 day',
+         provider => 'p', nonce => 'n', code_verifier => 'v', challenge => 'c',
+         redirect_to => '/r', mode => 'link', linking_user_id => 'u42',
+         result => 'res', payload => '{"file": "report.pdf", "n": [1, 2]}') AS tok \gset
+SELECT token_type, subject, provider, nonce, code_verifier, redirect_to, mode,
+       linking_user_id, result, payload, expires_at - created_at AS ttl
+  FROM regstack.peek_token(:'tok', 'download', 'c') \gx
+SELECT token_type, subject, provider, nonce, code_verifier, redirect_to, mode,
+       linking_user_id, result, payload, expires_at - created_at AS ttl
+  FROM regstack.consume_token(:'tok', 'download', 'c') \gx
+
+-- A large payload (stored out of line) comes back whole from consume.
+SELECT regstack.issue_token('download', payload =>
+         jsonb_build_object('blob', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i))) AS tok \gset
+SELECT length(payload->>'blob') AS blob_length,
+       payload->>'blob' = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i) AS intact
+  FROM regstack.consume_token(:'tok', 'download');
+
+-- TTLs: the type's default, any positive value up to the maximum (one
+-- second included), and expiry judged by the clock, not the transaction.
+SELECT regstack.issue_token('pre_auth', subject => 'dave', ttl => '1 second') AS tok \gset
+SELECT expires_at - created_at AS ttl FROM regstack.peek_token(:'tok', 'pre_auth');
+BEGIN;
+SELECT count(*) AS live_before FROM regstack.peek_token(:'tok', 'pre_auth');
+SELECT pg_sleep(1.2);
+-- Same transaction, token now expired: invisible to every function.
+SELECT count(*) AS peek_after FROM regstack.peek_token(:'tok', 'pre_auth');
+SELECT count(*) AS consume_after FROM regstack.consume_token(:'tok', 'pre_auth');
+SELECT regstack.attach_result(:'tok', 'pre_auth', 'late') AS attach_after;
+SELECT regstack.revoke_tokens('dave') AS revoked_after;
+COMMIT;
+-- The expired row is still there until purged.
+SELECT count(*) AS expired_rows FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
+SELECT * FROM regstack.purge_expired();
+SELECT count(*) AS expired_rows FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
+SELECT regstack.issue_token('password_reset', subject => 'dave', ttl => '24 hours') IS NOT NULL AS max_ttl_ok;
+SELECT expires_at - created_at AS ttl FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
+
+-- attach_result: stores a result on a live token of that type.
+SELECT state AS tok FROM regstack.begin_oidc_flow('google', 'https://app.example/after') \gset
+SELECT regstack.attach_result(:'tok', 'pre_auth', 'jwt-1') AS wrong_type;
+SELECT regstack.attach_result(:'tok', 'oidc_state', 'jwt-1') AS attached;
+SELECT regstack.attach_result(:'tok', 'oidc_state', 'jwt-2') AS attached_again;
+SELECT provider, redirect_to, mode, result FROM regstack.consume_token(:'tok', 'oidc_state');
+SELECT regstack.attach_result(:'tok', 'oidc_state', 'jwt-3') AS after_consume;
+
+-- revoke_tokens: a subject's live tokens, of one type or of all types.
+SELECT count(regstack.issue_token('pre_auth', subject => 'erin')) FROM generate_series(1, 2);
+SELECT count(regstack.issue_token('password_reset', subject => 'erin')) FROM generate_series(1, 2);
+SELECT length(regstack.issue_token('pre_auth', subject => 'frank'));
+SELECT regstack.revoke_tokens('erin', 'password_reset') AS revoked_resets;
+SELECT regstack.revoke_tokens('erin', 'password_reset') AS revoked_again;
+SELECT regstack.revoke_tokens('erin') AS revoked_rest;
+SELECT regstack.revoke_tokens('nobody') AS revoked_none;
+SELECT subject, token_type FROM regstack.auth_ephemeral_tokens
+ WHERE subject IN ('erin', 'frank') ORDER BY 1, 2;
+
+-- Functions work inside a transaction that rolls back: nothing is kept.
+BEGIN;
+SELECT length(regstack.issue_token('pre_auth', subject => 'grace'));
+ROLLBACK;
+SELECT count(*) AS after_rollback FROM regstack.auth_ephemeral_tokens WHERE subject = 'grace';
+
+TRUNCATE regstack.auth_ephemeral_tokens;
+DROP EXTENSION pgcrypto;
