@@ -19,24 +19,26 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 pgver=15
 suites=${SUITES:-regress isolation tap}
 
-. "$src/test/lib/packages.sh"
+. "$src/test/lib/common.sh"
 regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc
 
 work=$(mktemp -d /tmp/regstack-check.XXXXXX)
 chmod 755 "$work"
-pg_config=$(regstack_private_postgres "$work")
-
-# A copy of the source tree the test user can write to.
-mkdir -p "$work/src"
-tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
-    --exclude=results --exclude=output_iso --exclude=tmp_check --exclude=tmp_check_iso \
-    -cf - . | tar -C "$work/src" -xf -
-regstack_chown_test_user "$work"
+pg_config=$(regstack_build_private "$src" "$work") || { echo "0 passed, 1 failed"; exit 1; }
 
 log="$work/check.log"
 status=0
-regstack_as_test_user "cd '$work/src' && make -s PG_CONFIG='$pg_config' && make -s PG_CONFIG='$pg_config' install" \
-    >"$log" 2>&1 || { cat "$log"; echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# The README's flow examples must be sql/flows.sql, which pg_regress runs.
+echo "=== readme"
+if sed -n '/^<!-- flows.sql -->$/,/^<!-- \/flows.sql -->$/p' "$src/README.md" \
+        | sed '1,2d;$d' | sed '$d' | diff - "$src/sql/flows.sql" >"$work/readme.diff"; then
+    echo "test readme_flows ... ok" | tee -a "$log"
+else
+    cat "$work/readme.diff"
+    echo "test readme_flows ... FAILED (README flows differ from sql/flows.sql)" | tee -a "$log"
+    status=1
+fi
 
 for suite in $suites; do
     case $suite in

@@ -1,4 +1,4 @@
-# test/lib/packages.sh: shell functions shared by regstack's scripts
+# test/lib/common.sh: shell functions shared by regstack's scripts
 # (check.sh, demo.sh, bench).  Source it; it defines functions only.
 
 # Install the Debian packages given that are missing (root only).
@@ -47,4 +47,24 @@ regstack_private_postgres() {
     cp -a /usr/share/postgresql/15 "$root/usr/share/postgresql/"
     ln -s /usr/include "$root/usr/include"
     echo "$root/usr/lib/postgresql/15/bin/pg_config"
+}
+
+# Copy the source tree $1 into $2/src, build and install regstack into a
+# private PostgreSQL under $2 as the test user; print that pg_config.
+# Build output goes to $2/build.log; on failure it is printed.
+regstack_build_private() {
+    local src=$1 work=$2 pg_config
+    pg_config=$(regstack_private_postgres "$work")
+    mkdir -p "$work/src"
+    tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
+        --exclude=results --exclude=output_iso --exclude=tmp_check --exclude=tmp_check_iso \
+        -cf - . | tar -C "$work/src" -xf -
+    regstack_chown_test_user "$work"
+    if ! regstack_as_test_user "cd '$work/src' && make -s PG_CONFIG='$pg_config' && make -s PG_CONFIG='$pg_config' install" \
+        >"$work/build.log" 2>&1; then
+        cat "$work/build.log" >&2
+        echo "build failed" >&2
+        return 1
+    fi
+    echo "$pg_config"
 }
