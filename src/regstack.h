@@ -71,6 +71,9 @@ typedef struct RegstackCall
 extern void regstack_begin_call(RegstackCall *call);
 extern void regstack_end_call(RegstackCall *call);
 
+/* OID of regstack.auth_ephemeral_tokens, its layout checked; cached. */
+extern Oid	regstack_tokens_relid(void);
+
 /* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
 extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
 								int nargs, const Oid *argtypes);
@@ -128,9 +131,52 @@ typedef struct RegstackTokenType
 
 /*
  * The registry entry for name, or an error (22023, hint listing the known
- * types) when there is none.  Call inside regstack_begin_call().
+ * types) when there is none.  Valid until the next call.
  */
 extern const RegstackTokenType *regstack_token_type(const char *name);
+
+/* ---- token_store.c: direct heap and index access to the tokens table ---- */
+
+/* Column numbers of regstack.auth_ephemeral_tokens (checked in context.c). */
+typedef enum RegstackTokenColumn
+{
+	RS_COL_TOKEN_HASH = 1,
+	RS_COL_TOKEN_TYPE,
+	RS_COL_SUBJECT,
+	RS_COL_PROVIDER,
+	RS_COL_NONCE,
+	RS_COL_CODE_VERIFIER,
+	RS_COL_CHALLENGE_HASH,
+	RS_COL_REDIRECT_TO,
+	RS_COL_MODE,
+	RS_COL_LINKING_USER_ID,
+	RS_COL_RESULT,
+	RS_COL_PAYLOAD,
+	RS_COL_CREATED_AT,
+	RS_COL_EXPIRES_AT
+} RegstackTokenColumn;
+#define RS_NUM_COLS RS_COL_EXPIRES_AT
+
+/* Which token a find/consume/attach is about. */
+typedef struct RegstackTokenKey
+{
+	bytea	   *token_hash;		/* SHA-256 of the token */
+	text	   *token_type;
+	bool		check_challenge;	/* consume/peek: enforce the challenge */
+	bytea	   *challenge_hash; /* SHA-256 of the challenge given, or NULL */
+} RegstackTokenKey;
+
+typedef enum RegstackTokenAction
+{
+	RS_TOKEN_FETCH,				/* peek_token */
+	RS_TOKEN_DELETE,			/* consume_token */
+	RS_TOKEN_SET_RESULT			/* attach_result */
+} RegstackTokenAction;
+
+extern bool regstack_token_apply(const RegstackTokenKey *key,
+								 RegstackTokenAction action,
+								 text *new_result, Datum *values, bool *nulls);
+extern void regstack_token_insert(const Datum *values, const bool *nulls);
 
 /* ---- tokens.c: issuing tokens, shared with oidc.c ---- */
 
@@ -142,8 +188,7 @@ typedef struct RegstackTokenFields
 
 /*
  * Store a new token of type type_name with the given fields and TTL (NULL:
- * the type's default) and return the token.  Call inside
- * regstack_begin_call().
+ * the type's default) and return the token, palloc'd.
  */
 extern char *regstack_issue(const char *type_name,
 							const RegstackTokenFields *fields,

@@ -11,8 +11,9 @@
  * same transaction for the backend that made the change and at its next
  * transaction for every other backend.
  *
- * Callers must be inside regstack_begin_call() (SPI connected, table owner).
- * A returned entry stays valid until the next regstack_token_type() call.
+ * Loading runs as the table owner inside SPI (regstack_begin_call()); a
+ * cache hit costs a few string comparisons.  A returned entry stays valid
+ * until the next regstack_token_type() call.
  *
  *-------------------------------------------------------------------------
  */
@@ -169,7 +170,13 @@ const RegstackTokenType *
 regstack_token_type(const char *name)
 {
 	if (!token_types_valid)
+	{
+		RegstackCall call;
+
+		regstack_begin_call(&call);
 		token_types_load();
+		regstack_end_call(&call);
+	}
 
 	for (int i = 0; i < token_types_count; i++)
 		if (strcmp(token_types_entries[i].name, name) == 0)
