@@ -315,14 +315,15 @@ rate_limits_read_state(RateLimitState *state)
 }
 
 /*
- * Lock the state row of k and read it into *state.  When there is none:
- * with create, make it (after any events left over from a purged state row)
- * and return true; without, return false.  Returns with *now set to the
- * time the call judges the window at.
+ * Lock the state row of k and read it into *state, making it when there is
+ * none (after any events left over from a purged or unrestored state row).
+ * With events_only, a missing row is made only when such events exist;
+ * otherwise return false.  Returns with *now set to the time the call
+ * judges the window at.
  */
 static bool
-rate_limits_lock(const RateLimitKey *k, bool create, RateLimitState *state,
-				 TimestampTz *now)
+rate_limits_lock(const RateLimitKey *k, bool events_only,
+				 RateLimitState *state, TimestampTz *now)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr create_plan = NULL;
@@ -369,10 +370,16 @@ rate_limits_lock(const RateLimitKey *k, bool create, RateLimitState *state,
 		if (SPI_processed == 1)
 			break;
 		SPI_freetuptable(SPI_tuptable);
-		if (!create)
+		if (events_only)
 		{
-			*now = GetCurrentTimestamp();
-			return false;
+			int64		seq;
+			TimestampTz at;
+
+			if (!rate_limits_probe(k, 0, &seq, &at))
+			{
+				*now = GetCurrentTimestamp();
+				return false;
+			}
 		}
 		values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
 		if (SPI_execute_plan(create_plan, values, NULL, false, 1)
@@ -585,9 +592,9 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
-	if (!rate_limits_lock(&k, record, &state, &clock))
+	if (!rate_limits_lock(&k, !record, &state, &clock))
 	{
-		/* Nothing was ever recorded (or all of it was purged). */
+		/* A check-only call on a key without events. */
 		values[0] = BoolGetDatum(true);
 		values[1] = Int32GetDatum(max_events);
 		values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
@@ -649,7 +656,7 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	rate_limits_key_args(fcinfo, &k, NULL);
 
 	regstack_begin_call(&call);
-	(void) rate_limits_lock(&k, true, &state, &now);
+	(void) rate_limits_lock(&k, false, &state, &now);
 	rate_limits_append(&k, &state, now);
 	rate_limits_write_state(&k, &state);
 	regstack_end_call(&call);
