@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# test/bench/run.sh: regstack's benchmark (`make bench`).  Compares regstack
+# side by side, in one run, with the plain SQL an application writes, the
+# same API in PL/pgSQL, and Redis; prints a table of medians and target
+# ratios and writes every figure to a JSON file (its path is printed).
+#
+# Run as root on a fresh Debian 12 machine with the PostgreSQL 15 server
+# installed: it installs what is missing (server headers, redis-server,
+# libhiredis-dev, gcc, make), builds regstack into a private copy of
+# PostgreSQL under /tmp (never into the system directories), and starts a
+# throwaway PostgreSQL (as "postgres", Unix socket in the work directory,
+# no TCP) and a throwaway Redis (Unix socket only, no persistence).  Both
+# stop, and the work directory goes, when the script exits.
+#
+# Workloads (8 clients each, rounds interleaved, medians; details in the
+# README's benchmark section): token pair, rate limit (spread and hot
+# key), reaper (1M expired rows) and token-pair latency while reaping.
+#
+# Environment:
+#   BENCH_MODE=full|smoke   full (default, under 5 minutes) or smoke (a few
+#                           seconds, for CI: fails only when a workload errors)
+#   BENCH_OUT=path.json     where the JSON goes (default: under
+#                           test/bench/results/, or the work dir in smoke mode)
+#   BENCH_PG_CONFIG=path    use an existing private build (test/check.sh)
+#   BENCH_ROUNDS, BENCH_SECONDS, BENCH_REAPER_ROWS   override the mode's sizes
+#   KEEP=1                  keep the work directory (logs, pgbench logs)
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/../.." && pwd)
+bench=$src/test/bench
+. "$src/test/lib/common.sh"
+
+mode=${BENCH_MODE:-full}
+case $mode in
+    full)
+        rounds=${BENCH_ROUNDS:-3}; length="-T ${BENCH_SECONDS:-3}"
+        reaper_rows=${BENCH_REAPER_ROWS:-1000000}; reaper_rounds=1
+        warmup=1; idle_seconds=4 ;;
+    smoke)
+        rounds=${BENCH_ROUNDS:-1}; length="-t 25"
+        reaper_rows=${BENCH_REAPER_ROWS:-20000}; reaper_rounds=1
+        warmup=0; idle_seconds=1 ;;
+    *) echo "BENCH_MODE must be full or smoke" >&2; exit 2 ;;
+esac
+clients=8
+threads=2
+batch_size=10000
+failures=0
+
+# Report a failed workload; the run goes on and exits 1 at the end.
+bench_fail() {
+    echo "WORKLOAD ERROR: $*" >&2
+    failures=$((failures + 1))
+}
+
+# Stop the servers this script started and remove the work directory.
+bench_cleanup() {
+    set +e
+    if [ -n "${pgbench_bg:-}" ]; then kill "$pgbench_bg" 2>/dev/null; wait "$pgbench_bg" 2>/dev/null; fi
+    if [ -f "$work/redis.pid" ]; then kill "$(cat "$work/redis.pid")" 2>/dev/null; fi
+    if [ -f "$work/data/postmaster.pid" ]; then
+        regstack_as_test_user "'$bin/pg_ctl' -D '$work/data' -m immediate -w stop" >/dev/null 2>&1
+    fi
+    if [ "${KEEP:-0}" = 1 ] || [ "$failures" -gt 0 ]; then
+        echo "work directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+
+# psql as the superuser on database $1; the rest are psql arguments.
+bench_psql() {
+    "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d "$1" "${@:2}"
+}
+
+# Seconds since the epoch, with fractions.
+bench_now() {
+    date +%s.%N
+}
+
+# Append one figure to the results file: workload contender sync round value unit.
+bench_record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$work/results.tsv"
+}
+
+# Run pgbench with script $1 at synchronous_commit $2 and print its tps;
+# extra pgbench arguments follow.  Fails when pgbench reports an error.
+bench_pgbench() {
+    local script=$1 sync=$2 out
+    out=$(PGOPTIONS="-c synchronous_commit=$sync" "$bin/pgbench" -n -M prepared \
+        -c "$clients" -j "$threads" -h "$work" -p "$port" -U bench_app \
+        -f "$bench/pgbench/$script" "${@:3}" bench 2>&1) || {
+        printf '%s\n' "$out" | tail -n 5 >&2
+        return 1
+    }
+    printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+}
+
+# Run the Redis driver for workload $1 and print its transactions per second.
+bench_redis() {
+    local out
+    out=$("$work/redis_driver" -s "$work/redis.sock" -w "$1" -L "$bench/ratelimit.lua" \
+        -c "$clients" -j "$threads" $length 2>&1) || {
+        printf '%s\n' "$out" | tail -n 5 >&2
+        return 1
+    }
+    printf '%s\n' "$out" | sed -n 's/.* tps=\([0-9.]*\) .*/\1/p'
+}
+
+# Run one contender of a throughput workload and record it.
+# Arguments: workload contender sync round (pgbench script | redis:workload).
+bench_case() {
+    local workload=$1 contender=$2 sync=$3 round=$4 what=$5 tps
+    if [[ $what == redis:* ]]; then
+        tps=$(bench_redis "${what#redis:}") || { bench_fail "$workload/$contender"; return 0; }
+    else
+        tps=$(bench_pgbench "$what" "$sync" $length) || { bench_fail "$workload/$contender sync=$sync"; return 0; }
+    fi
+    if [ -z "$tps" ]; then bench_fail "$workload/$contender: no figure"; return 0; fi
+    [ "$round" -gt 0 ] && bench_record "$workload" "$contender" "$sync" "$round" "$tps" "per_s"
+    printf '  %-10s %-16s sync=%-3s round %s: %10.1f/s\n' "$workload" "$contender" "$sync" "$round" "$tps"
+}
+
+# Run the rounds of a workload: cases given as "contender=script" words;
+# redis cases ("name=redis:...") run once per round, with sync off.  The
+# starting contender rotates each round, so none always follows the same one.
+bench_rounds() {
+    local workload=$1 r sync i n
+    shift
+    local cases=("$@")
+    n=${#cases[@]}
+    for ((r = 1 - warmup; r <= rounds; r++)); do
+        for sync in off on; do
+            for ((i = 0; i < n; i++)); do
+                local c=${cases[$(((i + r + n) % n))]}
+                [[ ${c#*=} == redis:* && $sync == on ]] && continue
+                bench_case "$workload" "${c%%=*}" "$sync" "$r" "${c#*=}"
+            done
+        done
+    done
+}
+
+# Enable the reaper and wait (in one session, polling regstack.reaper_status
+# through the view bench.reaped) until it has deleted $1 more rows; print
+# the seconds from enabling it until then.  Fails if rows are left behind.
+bench_reap() {
+    local out
+    out=$(bench_psql bench -At <<EOF
+SELECT n AS before FROM bench.reaped \gset
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+ALTER SYSTEM SET regstack.reaper_enabled = on;
+SELECT pg_reload_conf() AS reloaded \gset
+CALL bench.wait_reaped(:before + $1);
+SELECT extract(epoch FROM clock_timestamp()) - :t0 AS secs \gset
+ALTER SYSTEM SET regstack.reaper_enabled = off;
+SELECT pg_reload_conf() AS reloaded \gset
+SELECT :secs, (SELECT count(*) FROM regstack.auth_ephemeral_tokens);
+EOF
+) || return 1
+    out=$(printf '%s\n' "$out" | tail -n 1)
+    [ "${out#*|}" = 0 ] || { echo "rows left behind: ${out#*|}" >&2; return 1; }
+    echo "${out%%|*}"
+}
+
+# Refill regstack.auth_ephemeral_tokens with the template's expired rows.
+bench_refill() {
+    bench_psql bench -c "TRUNCATE regstack.auth_ephemeral_tokens" \
+        -c "INSERT INTO regstack.auth_ephemeral_tokens SELECT * FROM bench.expired_template" \
+        -c "VACUUM (ANALYZE) regstack.auth_ephemeral_tokens"
+}
+
+# Time one SQL statement ($1) that deletes the table's rows; print seconds.
+bench_time_sql() {
+    local out
+    out=$(bench_psql bench -At <<EOF
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+$1;
+SELECT extract(epoch FROM clock_timestamp()) - :t0,
+       (SELECT count(*) FROM regstack.auth_ephemeral_tokens);
+EOF
+) || return 1
+    out=$(printf '%s\n' "$out" | tail -n 1)
+    [ "${out#*|}" = 0 ] || { echo "rows left behind: ${out#*|}" >&2; return 1; }
+    echo "${out%%|*}"
+}
+
+# The reaper workload: rows/s of the reaper, purge_expired() and the
+# plain-SQL batched delete, each on the same freshly filled table.
+bench_reaper_rows() {
+    local r secs
+    bench_psql bench -c "CALL bench.make_expired($reaper_rows)"
+    for ((r = 1; r <= reaper_rounds; r++)); do
+        bench_refill
+        if secs=$(bench_time_sql "CALL bench.plain_batched_delete($batch_size)"); then
+            bench_record reaper plain_sql on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+            printf '  reaper     %-16s round %s: %.2f s\n' plain_sql "$r" "$secs"
+        else bench_fail "reaper/plain_sql"; fi
+        bench_refill
+        if secs=$(bench_time_sql "SELECT * FROM regstack.purge_expired()"); then
+            bench_record reaper purge_expired on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+            printf '  reaper     %-16s round %s: %.2f s\n' purge_expired "$r" "$secs"
+        else bench_fail "reaper/purge_expired"; fi
+        if [ "$have_reaper" = 1 ]; then
+            bench_refill
+            if secs=$(bench_reap "$reaper_rows"); then
+                bench_record reaper regstack_reaper on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+                printf '  reaper     %-16s round %s: %.2f s\n' regstack_reaper "$r" "$secs"
+            else bench_fail "reaper/regstack_reaper"; fi
+        fi
+    done
+}
+
+# Token-pair latency (regstack, synchronous_commit on, at 30% of the
+# measured throughput) idle and while the reaper empties a freshly filled
+# table: pgbench per-transaction logs (-l) in $work/latency; the report
+# computes the percentiles.  pgbench runs long enough to cover the idle
+# period and, by the reaper's own rate measured before, the reaping.
+bench_reaper_latency() {
+    local rate total t_start t_enable t_done secs
+    rate=$(awk -F'\t' '$1 == "token_pair" && $2 == "regstack" && $3 == "on" {s += $5; n++}
+                       END {r = (n ? s / n : 1000) * 0.3; print (r < 50 ? 50 : int(r))}' "$work/results.tsv")
+    total=$(awk -F'\t' -v rows="$reaper_rows" -v idle="$idle_seconds" \
+        '$1 == "reaper" && $2 == "regstack_reaper" {r = $5}
+         END {t = idle + 2 + (r ? 1.5 * rows / r : 10); print int(t + 0.999)}' "$work/results.tsv")
+    bench_refill
+    mkdir -p "$work/latency"
+    t_start=$(bench_now)
+    (cd "$work/latency" && PGOPTIONS="-c synchronous_commit=on" exec "$bin/pgbench" -n -M prepared \
+        -c "$clients" -j "$threads" -h "$work" -p "$port" -U bench_app -R "$rate" -T "$total" \
+        -l --log-prefix=pair -f "$bench/pgbench/token_regstack.sql" bench \
+        >"$work/latency/pgbench.out" 2>&1) &
+    pgbench_bg=$!
+    sleep "$idle_seconds"
+    t_enable=$(bench_now)
+    if secs=$(bench_reap "$reaper_rows"); then
+        t_done=$(echo "$t_enable + $secs" | bc -l)
+        bench_record reaper regstack_reaper_under_load on 1 "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+    else
+        bench_fail "latency: reaper"; t_done=$(bench_now)
+    fi
+    if ! wait "$pgbench_bg"; then
+        tail -n 5 "$work/latency/pgbench.out" >&2
+        bench_fail "latency: pgbench"
+    fi
+    pgbench_bg=
+    cat "$work"/latency/pair.* >"$work/latency.log"
+    printf '%s\t%s\t%s\t%s\n' "$rate" "$t_start" "$t_enable" "$t_done" >"$work/latency_windows.tsv"
+    printf '  latency    token pair at %s/s for %s s: idle %.1f s, then reaping %.2f s\n' "$rate" "$total" \
+        "$(echo "$t_enable - $t_start" | bc -l)" "$(echo "$t_done - $t_enable" | bc -l)"
+}
+
+# Start the throwaway PostgreSQL from the private copy.
+bench_start_postgres() {
+    regstack_as_test_user "'$bin/initdb' -D '$work/data' -A trust -U postgres -E UTF8 --locale=C >'$work/initdb.log'"
+    cat >>"$work/data/postgresql.conf" <<EOF
+# regstack benchmark: a 2-core / 24 GiB machine; the same for every contender.
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$work'
+max_connections = 40
+shared_buffers = 4GB
+effective_cache_size = 16GB
+work_mem = 16MB
+maintenance_work_mem = 1GB
+wal_buffers = 64MB
+max_wal_size = 16GB
+min_wal_size = 1GB
+checkpoint_timeout = 30min
+random_page_cost = 1.1
+jit = off
+shared_preload_libraries = 'regstack'
+EOF
+    if [ "$have_reaper" = 1 ]; then
+        cat >>"$work/data/postgresql.conf" <<EOF
+regstack.reaper_enabled = off
+regstack.naptime = 1
+regstack.batch_size = $batch_size
+EOF
+    fi
+    regstack_as_test_user "'$bin/pg_ctl' -D '$work/data' -l '$work/server.log' -w start" >/dev/null
+    bench_psql postgres -c "CREATE DATABASE bench"
+    bench_psql bench -f "$bench/sql/setup.sql"
+}
+
+# Start the throwaway Redis: Unix socket only, no RDB snapshots, no AOF.
+bench_start_redis() {
+    regstack_as_test_user "redis-server --port 0 --unixsocket '$work/redis.sock' --unixsocketperm 700 \
+        --save '' --appendonly no --daemonize yes --pidfile '$work/redis.pid' \
+        --logfile '$work/redis.log' --dir '$work'"
+    for _ in $(seq 50); do [ -S "$work/redis.sock" ] && return 0; sleep 0.1; done
+    echo "redis did not start" >&2
+    return 1
+}
+
+# The machine and software, as JSON.
+bench_machine_json() {
+    printf '{"cores": %s, "cpu": "%s", "memory_gib": %s, "kernel": "%s", "postgresql": "%s", "redis": "%s"}' \
+        "$(nproc)" "$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)" \
+        "$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)" "$(uname -r)" \
+        "$("$bin/postgres" --version | awk '{print $NF}')" \
+        "$(redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')"
+}
+
+# Load the figures into a report database and print the tables and JSON.
+bench_report() {
+    bench_psql postgres -c "CREATE DATABASE bench_report"
+    bench_psql bench_report -c "CREATE TABLE results (workload text, contender text, sync text, round int, value float8, unit text)" \
+        -c "CREATE TABLE latency (client int, txn int, latency_us float8, script int, epoch bigint, epoch_us int, lag_us float8)" \
+        -c "CREATE TABLE windows (rate int, t_start float8, t_enable float8, t_done float8)"
+    bench_psql bench_report -c "COPY results FROM STDIN" <"$work/results.tsv"
+    [ -s "$work/latency.log" ] && bench_psql bench_report -c "COPY latency FROM STDIN (DELIMITER ' ')" <"$work/latency.log"
+    [ -s "$work/latency_windows.tsv" ] && bench_psql bench_report -c "COPY windows FROM STDIN" <"$work/latency_windows.tsv"
+    mkdir -p "$(dirname "$out")"
+    bench_psql bench_report -P footer=off \
+        -v mode="$mode" -v rounds="$rounds" -v clients="$clients" -v length="$length" \
+        -v reaper_rows="$reaper_rows" -v batch_size="$batch_size" -v have_reaper="$have_reaper" \
+        -v machine="$(bench_machine_json)" -v command="$command" -v started="$started" \
+        -v failures="$failures" -v json_out="$out" -f "$bench/sql/report.sql"
+}
+
+regstack_install_packages postgresql-server-dev-15 redis-server libhiredis-dev gcc make bc
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+command="BENCH_MODE=$mode bash test/bench/run.sh"
+work=$(mktemp -d /tmp/regstack-bench.XXXXXX)
+chmod 755 "$work"
+regstack_chown_test_user "$work"
+bin=
+port=55437
+pgbench_bg=
+trap bench_cleanup EXIT
+out=${BENCH_OUT:-}
+if [ -z "$out" ]; then
+    out=$bench/results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode.json
+fi
+
+echo "== regstack benchmark ($mode): building into $work"
+if [ -n "${BENCH_PG_CONFIG:-}" ]; then
+    pg_config=$BENCH_PG_CONFIG
+else
+    pg_config=$(regstack_build_private "$src" "$work")
+fi
+bin=$("$pg_config" --bindir)
+have_reaper=0
+grep -q 'reaper_status' "$("$pg_config" --sharedir)/extension/regstack--1.0.sql" && have_reaper=1
+gcc -O2 -Wall -o "$work/redis_driver" "$bench/redis_driver.c" -lhiredis -lpthread
+
+bench_start_postgres
+bench_start_redis
+if [ "$have_reaper" = 1 ]; then
+    # bench.reaped: rows the reaper deleted so far, from the reaper_status
+    # column that counts them all (its name is looked up, not assumed).
+    reaper_total_col=$(bench_psql bench -Atc "SELECT attname FROM pg_attribute
+        WHERE attrelid = 'regstack.reaper_status'::regclass AND attnum > 0
+          AND attname ~ 'total' ORDER BY attnum LIMIT 1")
+    if [ -n "$reaper_total_col" ]; then
+        bench_psql bench -c "CREATE VIEW bench.reaped AS SELECT coalesce(sum($reaper_total_col), 0)::bigint AS n FROM regstack.reaper_status"
+    else
+        bench_fail "regstack.reaper_status has no column counting all deleted rows"
+        have_reaper=0
+    fi
+fi
+echo "== $clients clients, $rounds round(s) of pgbench $length, interleaved; reaper: $reaper_rows rows"
+
+echo "== token pair (issue_token + consume_token, pairs/s)"
+bench_rounds token_pair regstack=token_regstack.sql plain_sql=token_plain.sql \
+    plpgsql=token_plpgsql.sql redis=redis:tokpair
+echo "== rate limit (checks/s)"
+bench_rounds rate_limit regstack_spread=rl_regstack_spread.sql regstack_hot=rl_regstack_hot.sql \
+    plain_sql_spread=rl_plain_spread.sql plain_sql_hot=rl_plain_hot.sql \
+    redis_spread=redis:rl_spread redis_hot=redis:rl_hot
+echo "== reaper ($reaper_rows expired rows, batch $batch_size)"
+bench_reaper_rows
+if [ "$have_reaper" = 1 ]; then
+    bench_reaper_latency
+else
+    echo "  (no background reaper in this build: reaper and latency-while-reaping figures skipped)"
+fi
+
+echo
+bench_report
+echo "figures written to $out"
+if [ "$failures" -gt 0 ]; then
+    echo "$failures workload(s) failed" >&2
+    exit 1
+fi
