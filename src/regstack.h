@@ -154,7 +154,27 @@ extern char *regstack_issue(const char *type_name,
 /* Delete up to limit expired tokens (limit <= 0: all); return how many. */
 extern int64 regstack_purge_tokens(int64 limit);
 
+/*
+ * The reaper's batch: delete up to limit expired tokens whose ctid lies
+ * after *after and before block stop_block; move *after to the last one
+ * deleted; *nblocks gets the table's size.  Returns how many.
+ */
+extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
+										 BlockNumber stop_block,
+										 BlockNumber *nblocks);
+
 /* Delete up to limit stale rate-limit events (limit <= 0: all). */
 extern int64 regstack_purge_events(int64 limit);
+
+/* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
+
+/* Define the reaper's reloadable settings; any process loading regstack. */
+extern void regstack_reaper_define_settings(void);
+
+/*
+ * Define the restart-only settings, reserve shared memory and register the
+ * launcher.  Only while shared_preload_libraries is being processed.
+ */
+extern void regstack_reaper_preload(void);
 
 #endif							/* REGSTACK_H */
