@@ -33,11 +33,11 @@ bench=$src/test/bench
 mode=${BENCH_MODE:-full}
 case $mode in
     full)
-        rounds=${BENCH_ROUNDS:-3}; length="-T ${BENCH_SECONDS:-3}"
+        rounds=${BENCH_ROUNDS:-3}; length="-T ${BENCH_SECONDS:-2}"
         reaper_rows=${BENCH_REAPER_ROWS:-1000000}; reaper_rounds=1
         warmup=1; idle_seconds=4 ;;
     smoke)
-        rounds=${BENCH_ROUNDS:-1}; length="-t 25"
+        rounds=${BENCH_ROUNDS:-1}; length="-t 10"
         reaper_rows=${BENCH_REAPER_ROWS:-20000}; reaper_rounds=1
         warmup=0; idle_seconds=1 ;;
     *) echo "BENCH_MODE must be full or smoke" >&2; exit 2 ;;
@@ -96,33 +96,38 @@ bench_pgbench() {
     printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
 }
 
-# Run the Redis driver for workload $1 and print its transactions per second.
+# Run the Redis driver for workload $1 and print its transactions per
+# second; the run length (-T s or -t n) follows.
 bench_redis() {
     local out
     out=$("$work/redis_driver" -s "$work/redis.sock" -w "$1" -L "$bench/ratelimit.lua" \
-        -c "$clients" -j "$threads" $length 2>&1) || {
+        -c "$clients" -j "$threads" "${@:2}" 2>&1) || {
         printf '%s\n' "$out" | tail -n 5 >&2
         return 1
     }
     printf '%s\n' "$out" | sed -n 's/.* tps=\([0-9.]*\) .*/\1/p'
 }
 
-# Run one contender of a throughput workload and record it.
+# Run one contender of a throughput workload and record it (round 0 is
+# the unrecorded warm-up, 1 second long).
 # Arguments: workload contender sync round (pgbench script | redis:workload).
 bench_case() {
-    local workload=$1 contender=$2 sync=$3 round=$4 what=$5 tps
+    local workload=$1 contender=$2 sync=$3 round=$4 what=$5 tps len=$length
+    [ "$round" -eq 0 ] && len="-T 1"
     if [[ $what == redis:* ]]; then
-        tps=$(bench_redis "${what#redis:}") || { bench_fail "$workload/$contender"; return 0; }
+        tps=$(bench_redis "${what#redis:}" $len) || { bench_fail "$workload/$contender"; return 0; }
     else
-        tps=$(bench_pgbench "$what" "$sync" $length) || { bench_fail "$workload/$contender sync=$sync"; return 0; }
+        tps=$(bench_pgbench "$what" "$sync" $len) || { bench_fail "$workload/$contender sync=$sync"; return 0; }
     fi
     if [ -z "$tps" ]; then bench_fail "$workload/$contender: no figure"; return 0; fi
     [ "$round" -gt 0 ] && bench_record "$workload" "$contender" "$sync" "$round" "$tps" "per_s"
-    printf '  %-10s %-16s sync=%-3s round %s: %10.1f/s\n' "$workload" "$contender" "$sync" "$round" "$tps"
+    printf '  %-10s %-16s sync=%-3s %-9s %10.1f/s\n' "$workload" "$contender" "$sync" \
+        "$([ "$round" -gt 0 ] && echo "round $round" || echo warm-up)" "$tps"
 }
 
-# Run the rounds of a workload: cases given as "contender=script" words;
-# redis cases ("name=redis:...") run once per round, with sync off.  The
+# Run the rounds of a workload: cases are "contender=script" words, where
+# "script@off" runs at synchronous_commit off only and "redis:..." (Redis
+# has no such setting) runs once per round, beside the sync-off cases.  The
 # starting contender rotates each round, so none always follows the same one.
 bench_rounds() {
     local workload=$1 r sync i n
@@ -133,8 +138,9 @@ bench_rounds() {
         for sync in off on; do
             for ((i = 0; i < n; i++)); do
                 local c=${cases[$(((i + r + n) % n))]}
-                [[ ${c#*=} == redis:* && $sync == on ]] && continue
-                bench_case "$workload" "${c%%=*}" "$sync" "$r" "${c#*=}"
+                local what=${c#*=}
+                [[ ( $what == redis:* || $what == *@off ) && $sync == on ]] && continue
+                bench_case "$workload" "${c%%=*}" "$sync" "$r" "${what%@off}"
             done
         done
     done
@@ -154,11 +160,11 @@ CALL bench.wait_reaped(:before + $1);
 SELECT extract(epoch FROM clock_timestamp()) - :t0 AS secs \gset
 ALTER SYSTEM SET regstack.reaper_enabled = off;
 SELECT pg_reload_conf() AS reloaded \gset
-SELECT :secs, (SELECT count(*) FROM regstack.auth_ephemeral_tokens);
+SELECT :secs, (SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE expires_at <= now());
 EOF
 ) || return 1
     out=$(printf '%s\n' "$out" | tail -n 1)
-    [ "${out#*|}" = 0 ] || { echo "rows left behind: ${out#*|}" >&2; return 1; }
+    [ "${out#*|}" = 0 ] || { echo "expired rows left behind: ${out#*|}" >&2; return 1; }
     echo "${out%%|*}"
 }
 
@@ -176,11 +182,11 @@ bench_time_sql() {
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
 $1;
 SELECT extract(epoch FROM clock_timestamp()) - :t0,
-       (SELECT count(*) FROM regstack.auth_ephemeral_tokens);
+       (SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE expires_at <= now());
 EOF
 ) || return 1
     out=$(printf '%s\n' "$out" | tail -n 1)
-    [ "${out#*|}" = 0 ] || { echo "rows left behind: ${out#*|}" >&2; return 1; }
+    [ "${out#*|}" = 0 ] || { echo "expired rows left behind: ${out#*|}" >&2; return 1; }
     echo "${out%%|*}"
 }
 
@@ -301,17 +307,23 @@ bench_machine_json() {
         "$(redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')"
 }
 
-# Load the figures into a report database and print the tables and JSON.
+# Load the figures into schema report of the bench database (after every
+# measurement; CREATE DATABASE would force a checkpoint) and print the
+# tables; report.sql writes the JSON.
 bench_report() {
-    bench_psql postgres -c "CREATE DATABASE bench_report"
-    bench_psql bench_report -c "CREATE TABLE results (workload text, contender text, sync text, round int, value float8, unit text)" \
-        -c "CREATE TABLE latency (client int, txn int, latency_us float8, script int, epoch bigint, epoch_us int, lag_us float8)" \
-        -c "CREATE TABLE windows (rate int, t_start float8, t_enable float8, t_done float8)"
-    bench_psql bench_report -c "COPY results FROM STDIN" <"$work/results.tsv"
-    [ -s "$work/latency.log" ] && bench_psql bench_report -c "COPY latency FROM STDIN (DELIMITER ' ')" <"$work/latency.log"
-    [ -s "$work/latency_windows.tsv" ] && bench_psql bench_report -c "COPY windows FROM STDIN" <"$work/latency_windows.tsv"
+    bench_psql bench -c "CREATE SCHEMA report" \
+        -c "CREATE TABLE report.results (workload text, contender text, sync text, round int, value float8, unit text)" \
+        -c "CREATE TABLE report.latency (client int, txn int, latency_us float8, script int, epoch bigint, epoch_us int, lag_us float8)" \
+        -c "CREATE TABLE report.windows (rate int, t_start float8, t_enable float8, t_done float8)"
+    bench_psql bench -c "COPY report.results FROM STDIN" <"$work/results.tsv"
+    if [ -s "$work/latency.log" ]; then
+        bench_psql bench -c "COPY report.latency FROM STDIN (DELIMITER ' ')" <"$work/latency.log"
+    fi
+    if [ -s "$work/latency_windows.tsv" ]; then
+        bench_psql bench -c "COPY report.windows FROM STDIN" <"$work/latency_windows.tsv"
+    fi
     mkdir -p "$(dirname "$out")"
-    bench_psql bench_report -P footer=off \
+    PGOPTIONS="-c search_path=report" bench_psql bench -P footer=off \
         -v mode="$mode" -v rounds="$rounds" -v clients="$clients" -v length="$length" \
         -v reaper_rows="$reaper_rows" -v batch_size="$batch_size" -v have_reaper="$have_reaper" \
         -v machine="$(bench_machine_json)" -v command="$command" -v started="$started" \
@@ -366,7 +378,7 @@ bench_rounds token_pair regstack=token_regstack.sql plain_sql=token_plain.sql \
     plpgsql=token_plpgsql.sql redis=redis:tokpair
 echo "== rate limit (checks/s)"
 bench_rounds rate_limit regstack_spread=rl_regstack_spread.sql regstack_hot=rl_regstack_hot.sql \
-    plain_sql_spread=rl_plain_spread.sql plain_sql_hot=rl_plain_hot.sql \
+    plain_sql_spread=rl_plain_spread.sql plain_sql_hot=rl_plain_hot.sql@off \
     redis_spread=redis:rl_spread redis_hot=redis:rl_hot
 echo "== reaper ($reaper_rows expired rows, batch $batch_size)"
 bench_reaper_rows

@@ -1,8 +1,8 @@
 -- test/bench/sql/report.sql: turns the figures run.sh collected (tables
--- results, latency, windows in the bench_report database) into the printed
--- tables and the JSON file.  psql variables: mode, rounds, clients, length,
--- reaper_rows, batch_size, have_reaper, machine (JSON), command, started,
--- failures, json_out.
+-- results, latency and windows in schema report of the bench database, on
+-- the search_path) into the printed tables and the JSON file.  psql
+-- variables: mode, rounds, clients, length, reaper_rows, batch_size,
+-- have_reaper, machine (JSON), command, started, failures, json_out.
 \set ON_ERROR_STOP on
 
 -- Median of each (workload, contender, sync), with every round's figure.
