@@ -5,6 +5,8 @@
 #   make installcheck     pg_regress, isolation and TAP suites, each against
 #                         a temporary instance with regstack preloaded
 #                         (run as a user PostgreSQL accepts, not root)
+#   make bench            the benchmark (test/bench/run.sh; BENCH_MODE=smoke
+#                         for the few-second CI version), see the README
 
 EXTENSION = regstack
 MODULE_big = regstack
@@ -39,3 +41,8 @@ include $(PGXS)
 
 sql/regstack--1.0.sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
+
+# The benchmark: builds its own private copy, starts throwaway servers.
+.PHONY: bench
+bench:
+	bash test/bench/run.sh

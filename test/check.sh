@@ -12,12 +12,14 @@
 # there, and every suite starts its own temporary instances from that copy.
 #
 # Environment: KEEP=1 keeps the work directory; SUITES="regress isolation
-# tap" chooses suites (default: all three).
+# tap bench" chooses suites (default: all four).  The bench suite runs the
+# benchmark in smoke mode (test/bench/run.sh, BENCH_MODE=smoke) against the
+# same private build: it fails when a workload errors, never on a figure.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 pgver=15
-suites=${SUITES:-regress isolation tap}
+suites=${SUITES:-regress isolation tap bench}
 
 . "$src/test/lib/common.sh"
 regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc
@@ -41,6 +43,17 @@ else
 fi
 
 for suite in $suites; do
+    if [ "$suite" = bench ]; then
+        echo "=== bench"
+        if BENCH_MODE=smoke BENCH_PG_CONFIG="$pg_config" BENCH_OUT="$work/bench-smoke.json" \
+                bash "$src/test/bench/run.sh" 2>&1 | tee "$work/bench.log"; then
+            echo "test bench_smoke ... ok" | tee -a "$log"
+        else
+            echo "test bench_smoke ... FAILED (a benchmark workload failed, see above)" | tee -a "$log"
+            status=1
+        fi
+        continue
+    fi
     case $suite in
         regress)   vars="ISOLATION= TAP_TESTS=" ;;
         isolation) vars="REGRESS= TAP_TESTS=" ;;

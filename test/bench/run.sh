@@ -78,6 +78,11 @@ bench_now() {
     date +%s.%N
 }
 
+# Evaluate an arithmetic expression of decimals (awk; no bc needed).
+bench_calc() {
+    awk "BEGIN { printf \"%.6f\", $1 }"
+}
+
 # Append one figure to the results file: workload contender sync round value unit.
 bench_record() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$work/results.tsv"
@@ -90,7 +95,7 @@ bench_pgbench() {
     out=$(PGOPTIONS="-c synchronous_commit=$sync" "$bin/pgbench" -n -M prepared \
         -c "$clients" -j "$threads" -h "$work" -p "$port" -U bench_app \
         -f "$bench/pgbench/$script" "${@:3}" bench 2>&1) || {
-        printf '%s\n' "$out" | tail -n 5 >&2
+        printf '%s\n' "$out" | grep -m 4 -iE 'error|abort|fatal' >&2
         return 1
     }
     printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
@@ -198,18 +203,18 @@ bench_reaper_rows() {
     for ((r = 1; r <= reaper_rounds; r++)); do
         bench_refill
         if secs=$(bench_time_sql "CALL bench.plain_batched_delete($batch_size)"); then
-            bench_record reaper plain_sql on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+            bench_record reaper plain_sql on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
             printf '  reaper     %-16s round %s: %.2f s\n' plain_sql "$r" "$secs"
         else bench_fail "reaper/plain_sql"; fi
         bench_refill
         if secs=$(bench_time_sql "SELECT * FROM regstack.purge_expired()"); then
-            bench_record reaper purge_expired on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+            bench_record reaper purge_expired on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
             printf '  reaper     %-16s round %s: %.2f s\n' purge_expired "$r" "$secs"
         else bench_fail "reaper/purge_expired"; fi
         if [ "$have_reaper" = 1 ]; then
             bench_refill
             if secs=$(bench_reap "$reaper_rows"); then
-                bench_record reaper regstack_reaper on "$r" "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+                bench_record reaper regstack_reaper on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
                 printf '  reaper     %-16s round %s: %.2f s\n' regstack_reaper "$r" "$secs"
             else bench_fail "reaper/regstack_reaper"; fi
         fi
@@ -239,8 +244,8 @@ bench_reaper_latency() {
     sleep "$idle_seconds"
     t_enable=$(bench_now)
     if secs=$(bench_reap "$reaper_rows"); then
-        t_done=$(echo "$t_enable + $secs" | bc -l)
-        bench_record reaper regstack_reaper_under_load on 1 "$(echo "$reaper_rows / $secs" | bc -l)" rows_per_s
+        t_done=$(bench_calc "$t_enable + $secs")
+        bench_record reaper regstack_reaper_under_load on 1 "$(bench_calc "$reaper_rows / $secs")" rows_per_s
     else
         bench_fail "latency: reaper"; t_done=$(bench_now)
     fi
@@ -252,7 +257,7 @@ bench_reaper_latency() {
     cat "$work"/latency/pair.* >"$work/latency.log"
     printf '%s\t%s\t%s\t%s\n' "$rate" "$t_start" "$t_enable" "$t_done" >"$work/latency_windows.tsv"
     printf '  latency    token pair at %s/s for %s s: idle %.1f s, then reaping %.2f s\n' "$rate" "$total" \
-        "$(echo "$t_enable - $t_start" | bc -l)" "$(echo "$t_done - $t_enable" | bc -l)"
+        "$(bench_calc "$t_enable - $t_start")" "$(bench_calc "$t_done - $t_enable")"
 }
 
 # Start the throwaway PostgreSQL from the private copy.
@@ -330,7 +335,7 @@ bench_report() {
         -v failures="$failures" -v json_out="$out" -f "$bench/sql/report.sql"
 }
 
-regstack_install_packages postgresql-server-dev-15 redis-server libhiredis-dev gcc make bc
+regstack_install_packages postgresql-server-dev-15 redis-server libhiredis-dev gcc make
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 command="BENCH_MODE=$mode bash test/bench/run.sh"
 work=$(mktemp -d /tmp/regstack-bench.XXXXXX)
