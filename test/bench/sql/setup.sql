@@ -244,18 +244,47 @@ BEGIN
 END
 $$;
 
--- Wait until the reaper's lifetime count of deleted rows (bench.reaped, a
--- view run.sh creates over regstack.reaper_status) reaches target; error
--- after timeout.  Polls shared memory every 20 ms from one session.
+-- What the reaper reports for this database: rows deleted since the server
+-- started, and the start and end of its last (or current) pass.  (Not
+-- checked at creation: a build without the reaper has no reaper_status.)
+SET check_function_bodies = off;
+CREATE FUNCTION bench.reaper(OUT deleted bigint, OUT pass_start timestamptz, OUT pass_end timestamptz)
+LANGUAGE sql
+AS $$
+    SELECT coalesce(sum(total_deleted), 0)::bigint, max(last_pass_start), max(last_pass_end)
+      FROM regstack.reaper_status WHERE datname = current_database()
+$$;
+RESET check_function_bodies;
+
+-- Wait until the reaper has deleted target rows in all (bench.reaper()),
+-- then, separately timed by the caller, until the pass that did it has
+-- ended (pass_end set, after since); error after timeout.  Polls shared
+-- memory every 20 ms from one session.
 CREATE PROCEDURE bench.wait_reaped(target bigint, timeout interval DEFAULT '120 seconds')
 LANGUAGE plpgsql
 AS $$
 DECLARE
     give_up timestamptz := clock_timestamp() + timeout;
 BEGIN
-    WHILE (SELECT n FROM bench.reaped) < target LOOP
+    WHILE (SELECT deleted FROM bench.reaper()) < target LOOP
         IF clock_timestamp() > give_up THEN
             RAISE EXCEPTION 'the reaper did not finish within %', timeout;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE bench.wait_pass_end(since timestamptz, timeout interval DEFAULT '10 seconds')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    give_up timestamptz := clock_timestamp() + timeout;
+BEGIN
+    WHILE (SELECT pass_end IS NULL OR pass_end < since OR pass_end < pass_start
+             FROM bench.reaper()) LOOP
+        IF clock_timestamp() > give_up THEN
+            RAISE EXCEPTION 'the reaper''s pass did not end within %', timeout;
         END IF;
         PERFORM pg_sleep(0.02);
     END LOOP;
