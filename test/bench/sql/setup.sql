@@ -259,7 +259,8 @@ RESET check_function_bodies;
 -- Wait until the reaper has deleted target rows in all (bench.reaper()),
 -- then, separately timed by the caller, until the pass that did it has
 -- ended (pass_end set, after since); error after timeout.  Polls shared
--- memory every 20 ms from one session.
+-- memory every 20 ms from one session, committing each time so that it
+-- holds no snapshot (which would keep the deleted rows from being pruned).
 CREATE PROCEDURE bench.wait_reaped(target bigint, timeout interval DEFAULT '120 seconds')
 LANGUAGE plpgsql
 AS $$
@@ -271,6 +272,7 @@ BEGIN
             RAISE EXCEPTION 'the reaper did not finish within %', timeout;
         END IF;
         PERFORM pg_sleep(0.02);
+        COMMIT;
     END LOOP;
 END
 $$;
@@ -287,6 +289,7 @@ BEGIN
             RAISE EXCEPTION 'the reaper''s pass did not end within %', timeout;
         END IF;
         PERFORM pg_sleep(0.02);
+        COMMIT;
     END LOOP;
 END
 $$;
