@@ -130,7 +130,8 @@ bench_case() {
         "$([ "$round" -gt 0 ] && echo "round $round" || echo warm-up)" "$tps"
 }
 
-# Run the rounds of a workload: cases are "contender=script" words, where
+# Run the rounds of a workload (after a warm-up round at sync off, when
+# warm-ups are on): cases are "contender=script" words, where
 # "script@off" runs at synchronous_commit off only and "redis:..." (Redis
 # has no such setting) runs once per round, beside the sync-off cases.  The
 # starting contender rotates each round, so none always follows the same one.
@@ -141,6 +142,7 @@ bench_rounds() {
     n=${#cases[@]}
     for ((r = 1 - warmup; r <= rounds; r++)); do
         for sync in off on; do
+            [ "$r" -eq 0 ] && [ "$sync" = on ] && continue    # one warm-up suffices
             for ((i = 0; i < n; i++)); do
                 local c=${cases[$(((i + r + n) % n))]}
                 local what=${c#*=}
@@ -340,7 +342,8 @@ bench_report() {
         -v mode="$mode" -v rounds="$rounds" -v clients="$clients" -v length="$length" \
         -v reaper_rows="$reaper_rows" -v batch_size="$batch_size" -v have_reaper="$have_reaper" \
         -v machine="$(bench_machine_json)" -v command="$command" -v started="$started" \
-        -v failures="$failures" -v json_out="$out" -f "$bench/sql/report.sql"
+        -v failures="$failures" -v json_out="$out" -v md_out="${out%.json}.md" \
+        -f "$bench/sql/report.sql"
 }
 
 regstack_install_packages postgresql-server-dev-15 redis-server libhiredis-dev gcc make
@@ -390,7 +393,7 @@ fi
 
 echo
 bench_report
-echo "figures written to $out"
+echo "figures written to $out (tables as Markdown: ${out%.json}.md)"
 if [ "$failures" -gt 0 ]; then
     echo "$failures workload(s) failed" >&2
     exit 1

@@ -2,7 +2,7 @@
 -- results, latency and windows in schema report of the bench database, on
 -- the search_path) into the printed tables and the JSON file.  psql
 -- variables: mode, rounds, clients, length, reaper_rows, batch_size,
--- have_reaper, machine (JSON), command, started, failures, json_out.
+-- have_reaper, machine (JSON), command, started, failures, json_out, md_out.
 \set ON_ERROR_STOP on
 
 -- Median of each (workload, contender, sync), with every round's figure.
@@ -105,4 +105,28 @@ SELECT jsonb_pretty(jsonb_build_object(
     'targets', (SELECT jsonb_agg(jsonb_build_object('figure', figure, 'ratio', ratio, 'op', op,
                                                     'bound', bound, 'verdict', verdict) ORDER BY ord)
                   FROM targets)));
+\o
+
+-- The same tables as Markdown (md_out, next to the JSON; the README quotes them).
+
+\o :md_out
+SELECT '| workload | contender | synchronous_commit | median | unit | rounds |' || E'\n' ||
+       '|---|---|---|---:|---|---|' || E'\n' ||
+       string_agg(format('| %s | %s | %s | %s | %s | %s |', workload, contender, sync,
+                         round(median::numeric, 1), replace(unit, '_', ' '),
+                         array_to_string(rounds, ', ')),
+                  E'\n' ORDER BY workload DESC, contender, sync DESC)
+  FROM medians;
+SELECT '';
+SELECT '| token pair latency | pairs | p50 ms | p99 ms | max ms |' || E'\n' ||
+       '|---|---:|---:|---:|---:|' || E'\n' ||
+       coalesce(string_agg(format('| %s | %s | %s | %s | %s |', phase, pairs,
+                                  round(p50_ms::numeric, 2), round(p99_ms::numeric, 2),
+                                  round(max_ms::numeric, 2)), E'\n' ORDER BY phase), '')
+  FROM latency_phases;
+SELECT '';
+SELECT '| figure | ratio | target | verdict |' || E'\n' || '|---|---:|---|---|' || E'\n' ||
+       string_agg(format('| %s | %s | %s | %s |', figure, coalesce(round(ratio::numeric, 2)::text, '-'),
+                         coalesce(op || ' ' || bound, 'report'), verdict), E'\n' ORDER BY ord)
+  FROM targets;
 \o
