@@ -153,6 +153,18 @@ bench_rounds() {
     done
 }
 
+# Record how many events the hot keys' windows hold after the rate-limit
+# rounds (every call was recorded, none has left the 1-hour window).
+bench_hot_windows() {
+    local n
+    n=$(bench_psql bench -Atc "SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key = 'hot'")
+    bench_record hot_window_events regstack_hot - 0 "$n" events
+    n=$(bench_psql bench -Atc "SELECT count(*) FROM app.auth_rate_limit_events WHERE key = 'hot'")
+    bench_record hot_window_events plain_sql_hot - 0 "$n" events
+    n=$(redis-cli -s "$work/redis.sock" ZCARD rl:login_attempt:hot)
+    bench_record hot_window_events redis_hot - 0 "$n" events
+}
+
 # Enable the reaper and wait (in one session, polling regstack.reaper_status
 # through bench.reaper()) until it has deleted $1 more rows; print the
 # seconds from enabling it until then, and the duration of the reaper's
@@ -383,6 +395,7 @@ echo "== rate limit (checks/s)"
 bench_rounds rate_limit regstack_spread=rl_regstack_spread.sql regstack_hot=rl_regstack_hot.sql \
     plain_sql_spread=rl_plain_spread.sql plain_sql_hot=rl_plain_hot.sql@off \
     redis_spread=redis:rl_spread redis_hot=redis:rl_hot
+bench_hot_windows
 echo "== reaper ($reaper_rows expired rows, batch $batch_size)"
 bench_reaper_rows
 if [ "$have_reaper" = 1 ]; then
