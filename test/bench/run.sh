@@ -18,9 +18,11 @@
 #
 # Environment:
 #   BENCH_MODE=full|smoke   full (default, under 5 minutes) or smoke (a few
-#                           seconds, for CI: fails only when a workload errors)
-#   BENCH_OUT=path.json     where the JSON goes (default: under
-#                           test/bench/results/, or the work dir in smoke mode)
+#                           seconds of load, for CI: fails only when a
+#                           workload errors, never because of a figure)
+#   BENCH_OUT=path.json     where the JSON goes (default:
+#                           test/bench/results/bench-<UTC time>-<mode>.json);
+#                           the Markdown tables go beside it (.md)
 #   BENCH_PG_CONFIG=path    use an existing private build (test/check.sh)
 #   BENCH_ROUNDS, BENCH_SECONDS, BENCH_REAPER_ROWS   override the mode's sizes
 #   KEEP=1                  keep the work directory (logs, pgbench logs)
@@ -53,15 +55,17 @@ bench_fail() {
     failures=$((failures + 1))
 }
 
-# Stop the servers this script started and remove the work directory.
+# Stop the servers this script started and remove the work directory
+# (kept after a failure, or with KEEP=1).
 bench_cleanup() {
+    local rc=$?
     set +e
     if [ -n "${pgbench_bg:-}" ]; then kill "$pgbench_bg" 2>/dev/null; wait "$pgbench_bg" 2>/dev/null; fi
     if [ -f "$work/redis.pid" ]; then kill "$(cat "$work/redis.pid")" 2>/dev/null; fi
     if [ -f "$work/data/postmaster.pid" ]; then
         regstack_as_test_user "'$bin/pg_ctl' -D '$work/data' -m immediate -w stop" >/dev/null 2>&1
     fi
-    if [ "${KEEP:-0}" = 1 ] || [ "$failures" -gt 0 ]; then
+    if [ "${KEEP:-0}" = 1 ] || [ "$failures" -gt 0 ] || [ "$rc" -ne 0 ]; then
         echo "work directory kept: $work" >&2
     else
         rm -rf "$work"
@@ -368,6 +372,7 @@ bin=
 port=55437
 pgbench_bg=
 trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
 out=${BENCH_OUT:-}
 if [ -z "$out" ]; then
     out=$bench/results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode.json
