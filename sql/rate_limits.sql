@@ -271,3 +271,9 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA regstack FROM regress_rl_app;
 REVOKE ALL ON SCHEMA regstack FROM regress_rl_app;
 DROP ROLE regress_rl_app;
 DROP FUNCTION rl_events(text, text);
+-- Put the shipped numbers back for the tests that follow.
+UPDATE regstack.rate_limit_policies SET max_events = 5 WHERE event_type = 'email_send';
+UPDATE regstack.rate_limit_policies SET max_events = 100, within = '15 minutes'
+ WHERE event_type = 'login_ip';
+SELECT regstack.rate_limit_reset('p2');
+SELECT count(*) AS events_left FROM regstack.auth_rate_limit_events;
