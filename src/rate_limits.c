@@ -24,6 +24,13 @@
  * call with another window searches from the old pointer in whichever
  * direction the new window needs.
  *
+ * Fast path.  In the common case (the pointer is for this window, no event
+ * has left it, fewer than max_events are in it) a recording call is one
+ * statement: an UPDATE of the state row that checks those conditions, with
+ * the event's INSERT in the same statement.  Anything else (no state row,
+ * another window, events to skip, a denial, record => false) takes the
+ * general path: lock the row, search, decide in C, write.
+ *
  * Locking.  The state row is the lock: every call that records or moves the
  * pointer first takes it FOR UPDATE (or inserts it), and holds it to the
  * end of its transaction.  Calls on one (key, event_type) are therefore
@@ -175,7 +182,10 @@ rate_limits_probe(const RateLimitKey *k, int64 from, int64 *seq,
 	if (SPI_execute_plan(probe_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read rate-limit events");
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return false;
+	}
 	*seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -486,6 +496,88 @@ rate_limits_append(const RateLimitKey *k, RateLimitState *state,
 	state->clock_at = now;
 }
 
+/*
+ * The common case in one statement: when the state row of k exists, and
+ * (with check) its pointer is for this window, no event has left the window
+ * and fewer than max_events are in it, append an event and return true
+ * with the new next_seq, start_seq and the event's time.  Otherwise change
+ * nothing and return false; the caller then takes the general path.
+ *
+ * The UPDATE waits for the row like SELECT ... FOR UPDATE and re-checks its
+ * conditions on the newest version (READ COMMITTED), so the decision is
+ * made under the row lock.  clock was read before the wait, so the event's
+ * time is max(clock, clock_at), the per-key clock, as on the general path.
+ */
+static bool
+rate_limits_fast_append(const RateLimitKey *k, bool check, int32 max_events,
+						int64 window_us, TimestampTz clock,
+						int64 *next_seq, int64 *start_seq, TimestampTz *at)
+{
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr record_plan = NULL;
+	static const Oid fast_argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	INT8OID, INT4OID, INTERVALOID};
+	Interval	window = {0};
+	Datum		values[6];
+	bool		isnull;
+
+#define RATE_LIMITS_NOW \
+	"GREATEST(s.clock_at, $3)"
+#define RATE_LIMITS_FAST(conditions) \
+	"WITH s AS (" \
+	" UPDATE regstack.auth_rate_limit_state AS s" \
+	" SET next_seq = s.next_seq OPERATOR(pg_catalog.+) 1," \
+	"  start_at = CASE WHEN s.start_seq OPERATOR(pg_catalog.=) s.next_seq" \
+	"             THEN " RATE_LIMITS_NOW " ELSE s.start_at END," \
+	"  last_at = " RATE_LIMITS_NOW ", clock_at = " RATE_LIMITS_NOW \
+	" WHERE s.key OPERATOR(pg_catalog.=) $1" \
+	" AND s.event_type OPERATOR(pg_catalog.=) $2" conditions \
+	" RETURNING s.next_seq, s.start_seq, s.clock_at)," \
+	" e AS (INSERT INTO regstack.auth_rate_limit_events" \
+	"  (key, event_type, seq, occurred_at)" \
+	"  SELECT $1, $2, s.next_seq OPERATOR(pg_catalog.-) 1, s.clock_at FROM s)" \
+	" SELECT next_seq, start_seq, clock_at FROM s"
+
+	values[0] = k->key;
+	values[1] = k->event_type;
+	values[2] = TimestampTzGetDatum(clock);
+	values[3] = Int64GetDatum(window_us);
+	values[4] = Int32GetDatum(max_events);
+	window.time = window_us;
+	values[5] = IntervalPGetDatum(&window);
+	if (check)
+		regstack_plan(&check_plan,
+					  RATE_LIMITS_FAST(
+									   " AND s.window_us OPERATOR(pg_catalog.=) $4"
+									   " AND s.next_seq OPERATOR(pg_catalog.-) s.start_seq"
+									   "     OPERATOR(pg_catalog.<) $5"
+									   " AND (s.start_seq OPERATOR(pg_catalog.=) s.next_seq"
+									   "      OR s.start_at OPERATOR(pg_catalog.>)"
+									   "         (" RATE_LIMITS_NOW " OPERATOR(pg_catalog.-) $6))"),
+					  6, fast_argtypes);
+	else
+		regstack_plan(&record_plan, RATE_LIMITS_FAST(""), 3, fast_argtypes);
+#undef RATE_LIMITS_FAST
+#undef RATE_LIMITS_NOW
+
+	if (SPI_execute_plan(check ? check_plan : record_plan, values, NULL,
+						 false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record rate-limit event");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	*next_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	*start_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
 /* ---- SQL functions ---- */
 
 /* The key and event_type arguments, checked (22004, 22023, 22001). */
@@ -592,6 +684,28 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
+	if (record)
+	{
+		int64		next_seq;
+		int64		start_seq;
+		TimestampTz at;
+
+		if (rate_limits_fast_append(&k, true, max_events, window_us,
+									GetCurrentTimestamp(),
+									&next_seq, &start_seq, &at))
+		{
+			count = next_seq - start_seq;
+			values[0] = BoolGetDatum(true);
+			values[1] = Int32GetDatum((int32) (max_events - count));
+			values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
+			values[3] = TimestampTzGetDatum(at + window_us);
+			regstack_end_call(&call);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 values, nulls);
+			return (Datum) 0;
+		}
+	}
+
 	if (!rate_limits_lock(&k, !record, &state, &clock))
 	{
 		/* A check-only call on a key without events. */
@@ -652,13 +766,19 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RegstackCall call;
 	RateLimitState state;
 	TimestampTz now;
+	int64		next_seq;
+	int64		start_seq;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
 
 	regstack_begin_call(&call);
-	(void) rate_limits_lock(&k, false, &state, &now);
-	rate_limits_append(&k, &state, now);
-	rate_limits_write_state(&k, &state);
+	if (!rate_limits_fast_append(&k, false, 0, 0, GetCurrentTimestamp(),
+								 &next_seq, &start_seq, &now))
+	{
+		(void) rate_limits_lock(&k, false, &state, &now);
+		rate_limits_append(&k, &state, now);
+		rate_limits_write_state(&k, &state);
+	}
 	regstack_end_call(&call);
 
 	PG_RETURN_VOID();
