@@ -328,12 +328,12 @@ rate_limits_read_state(RateLimitState *state)
  * Lock the state row of k and read it into *state, making it when there is
  * none (after any events left over from a purged or unrestored state row).
  * With events_only, a missing row is made only when such events exist;
- * otherwise return false.  Returns with *now set to the time the call
- * judges the window at.
+ * otherwise return false.  Returns with *clock set to the system clock,
+ * read once the row is held.
  */
 static bool
 rate_limits_lock(const RateLimitKey *k, bool events_only,
-				 RateLimitState *state, TimestampTz *now)
+				 RateLimitState *state, TimestampTz *clock)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr create_plan = NULL;
@@ -387,7 +387,7 @@ rate_limits_lock(const RateLimitKey *k, bool events_only,
 
 			if (!rate_limits_probe(k, 0, &seq, &at))
 			{
-				*now = GetCurrentTimestamp();
+				*clock = GetCurrentTimestamp();
 				return false;
 			}
 		}
@@ -405,7 +405,7 @@ rate_limits_lock(const RateLimitKey *k, bool events_only,
 					 errdetail("Concurrent calls kept creating and deleting it.")));
 	}
 	rate_limits_read_state(state);
-	*now = Max(GetCurrentTimestamp(), state->clock_at);
+	*clock = GetCurrentTimestamp();
 	return true;
 }
 
@@ -717,7 +717,8 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		return (Datum) 0;
 	}
-	now = clock;
+	/* The per-key clock never goes back. */
+	now = Max(clock, state.clock_at);
 
 	moved = rate_limits_advance(&k, &state, window_us, now);
 	count = state.next_seq - state.start_seq;
@@ -738,8 +739,9 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 	{
 		/*
 		 * Allowed again once count drops below max_events, i.e. when event
-		 * next_seq - max_events leaves the window.  Measured from the clock
-		 * this call read, so that waiting it out always succeeds.
+		 * next_seq - max_events leaves the window.  Measured from the system
+		 * clock (not the per-key clock, which may be ahead of it), so that
+		 * waiting it out always succeeds.
 		 */
 		int64		target = state.next_seq - max_events;
 		int64		seq = state.start_seq;
@@ -776,6 +778,7 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 								 &next_seq, &start_seq, &now))
 	{
 		(void) rate_limits_lock(&k, false, &state, &now);
+		now = Max(now, state.clock_at);
 		rate_limits_append(&k, &state, now);
 		rate_limits_write_state(&k, &state);
 	}
