@@ -409,6 +409,34 @@ rate_limits_lock(const RateLimitKey *k, bool events_only,
 	return true;
 }
 
+/*
+ * Read the state row of k without locking it: false when there is none.
+ * Used to deny without taking the lock (see rate_limit_check).
+ */
+static bool
+rate_limits_peek_state(const RateLimitKey *k, RateLimitState *state)
+{
+	static SPIPlanPtr peek_plan = NULL;
+	static const Oid peek_argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = k->key;
+	values[1] = k->event_type;
+	regstack_plan(&peek_plan,
+				  "SELECT " RATE_LIMITS_STATE_COLUMNS
+				  " FROM regstack.auth_rate_limit_state WHERE" RATE_LIMITS_KEY_QUAL,
+				  2, peek_argtypes);
+	if (SPI_execute_plan(peek_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read rate-limit state");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	rate_limits_read_state(state);
+	return true;
+}
+
 /* Write *state back to the locked state row of k. */
 static void
 rate_limits_write_state(const RateLimitKey *k, const RateLimitState *state)
@@ -610,6 +638,26 @@ rate_limits_seconds_until(TimestampTz until, TimestampTz now)
 }
 
 /*
+ * retry_after of a denied call: it is allowed again once the count drops
+ * below max_events, i.e. when event next_seq - max_events leaves the
+ * window.  Measured from the system clock (not the per-key clock, which may
+ * be ahead of it), so that waiting it out always succeeds.
+ */
+static Interval *
+rate_limits_retry_after(const RateLimitKey *k, const RateLimitState *state,
+						int32 max_events, int64 window_us, TimestampTz clock)
+{
+	int64		target = state->next_seq - max_events;
+	int64		seq = state->start_seq;
+	TimestampTz at = state->start_at;
+
+	if (target > state->start_seq &&
+		!rate_limits_probe(k, target, &seq, &at))
+		at = state->last_at;
+	return rate_limits_seconds_until(at + window_us, clock);
+}
+
+/*
  * rate_limit_check(key, event_type, max_events, within, record): whether a
  * call is allowed now; an allowed call records its event unless record is
  * false.  Returns allowed, remaining, retry_after, reset_at.
@@ -704,6 +752,36 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 								 values, nulls);
 			return (Datum) 0;
 		}
+
+		/*
+		 * Under attack most calls are denied.  A denial records nothing, so
+		 * it needs no lock: decide it from the committed state and events
+		 * (moving the pointer in memory only), and leave the row to calls
+		 * that may be allowed.  Without the lock a denied call writes
+		 * nothing, takes no transaction id, and waits for no one.  A call
+		 * that might be allowed goes on to the locked path below.
+		 */
+		if (rate_limits_peek_state(&k, &state))
+		{
+			clock = GetCurrentTimestamp();
+			now = Max(clock, state.clock_at);
+			(void) rate_limits_advance(&k, &state, window_us, now);
+			if (state.next_seq - state.start_seq >= max_events)
+			{
+				values[0] = BoolGetDatum(false);
+				values[1] = Int32GetDatum(0);
+				values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
+																	  max_events,
+																	  window_us,
+																	  clock));
+				values[3] = TimestampTzGetDatum(state.has_last ?
+												state.last_at + window_us : now);
+				regstack_end_call(&call);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+									 values, nulls);
+				return (Datum) 0;
+			}
+		}
 	}
 
 	if (!rate_limits_lock(&k, !record, &state, &clock))
@@ -736,24 +814,12 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 	if (allowed)
 		values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
 	else
-	{
-		/*
-		 * Allowed again once count drops below max_events, i.e. when event
-		 * next_seq - max_events leaves the window.  Measured from the system
-		 * clock (not the per-key clock, which may be ahead of it), so that
-		 * waiting it out always succeeds.
-		 */
-		int64		target = state.next_seq - max_events;
-		int64		seq = state.start_seq;
-		TimestampTz at = state.start_at;
-
-		if (target > state.start_seq &&
-			!rate_limits_probe(&k, target, &seq, &at))
-			at = state.last_at;
-		values[2] = IntervalPGetDatum(rate_limits_seconds_until(at + window_us,
-																clock));
-	}
-	values[3] = TimestampTzGetDatum(count > 0 ? state.last_at + window_us : now);
+		values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
+															  max_events,
+															  window_us,
+															  clock));
+	values[3] = TimestampTzGetDatum(count > 0 && state.has_last ?
+									state.last_at + window_us : now);
 
 	regstack_end_call(&call);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
