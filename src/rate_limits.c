@@ -31,6 +31,15 @@
  * another window, events to skip, a denial, record => false) takes the
  * general path: lock the row, search, decide in C, write.
  *
+ * Denials take no lock.  A recording call that the fast path did not admit
+ * first reads the state row and events without locking; if the committed
+ * events already fill the window it is denied there, writing nothing (no
+ * transaction id, no WAL, no waiting).  Denying from committed data is
+ * safe: a concurrent call can only add events before it commits, and a
+ * concurrent reset that has not committed is ordered after us.  Only calls
+ * that may be allowed, and checks with record => false (so that check,
+ * verify and record in one transaction are atomic), take the lock.
+ *
  * Locking.  The state row is the lock: every call that records or moves the
  * pointer first takes it FOR UPDATE (or inserts it), and holds it to the
  * end of its transaction.  Calls on one (key, event_type) are therefore
@@ -42,11 +51,18 @@
  * The locks are row locks, transaction-scoped: nothing survives the
  * transaction, so this works behind PgBouncer in transaction mode.
  *
- * Time.  Each call reads the clock (GetCurrentTimestamp, not transaction
- * time) after it holds the lock, and uses now = max(clock, clock_at): the
- * per-key clock never goes back, so occurred_at is monotonic along seq even
- * if the system clock steps back, and no call judges the window at a time
- * earlier than a pointer was computed for.
+ * Time.  A call reads the system clock (GetCurrentTimestamp, not
+ * transaction time) and judges the window at now = max(clock, clock_at):
+ * the per-key clock never goes back, so occurred_at is monotonic along seq
+ * even if the system clock steps back, and no call judges the window at a
+ * time earlier than a pointer was computed for.  The general path reads
+ * the clock once it holds the lock; the fast path reads it before its
+ * UPDATE, which may wait for the row, so its event is stamped between the
+ * call's start and its decision.  The guarantee is stated on the stamps:
+ * in the event log, no window of length within ever holds more than
+ * max_events events of a key (each allowed call counted the events stamped
+ * within its own stamp's window).  retry_after counts from the system
+ * clock.
  *
  * Purge deletes events older than their policy's window (or than
  * regstack.event_retention without a policy) plus a margin, and state rows
