@@ -143,6 +143,22 @@ SELECT allowed, remaining
 SELECT max(seq), count(*) FROM regstack.auth_rate_limit_events WHERE key = 'henry';
 SELECT next_seq FROM regstack.auth_rate_limit_state WHERE key = 'henry';
 
+-- The per-key clock never runs backwards: when a call has already judged
+-- the key at a later time (as after the system clock stepped back by an
+-- hour), new events are recorded at that time, and retry_after still counts
+-- from the real clock, so waiting it out succeeds.
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, next_seq, start_seq, clock_at)
+VALUES ('ivan', 'clock', 0, 0, clock_timestamp() + interval '1 hour');
+SELECT allowed, remaining
+  FROM regstack.rate_limit_check('ivan', 'clock', 2, '10 minutes');
+SELECT allowed, remaining
+  FROM regstack.rate_limit_check('ivan', 'clock', 2, '10 minutes');
+SELECT allowed, remaining, retry_after
+  FROM regstack.rate_limit_check('ivan', 'clock', 2, '10 minutes');
+SELECT seq, occurred_at >= clock_timestamp() + interval '59 minutes' AS at_key_clock
+  FROM regstack.auth_rate_limit_events WHERE key = 'ivan' ORDER BY seq;
+SELECT regstack.rate_limit_reset('ivan');
+
 -- User policies: used at once, kept by pg_dump (builtin = false), and a
 -- changed shipped policy becomes a user row.
 INSERT INTO regstack.rate_limit_policies (event_type, max_events, within, builtin)
@@ -271,3 +287,9 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA regstack FROM regress_rl_app;
 REVOKE ALL ON SCHEMA regstack FROM regress_rl_app;
 DROP ROLE regress_rl_app;
 DROP FUNCTION rl_events(text, text);
+-- Put the shipped numbers back for the tests that follow.
+UPDATE regstack.rate_limit_policies SET max_events = 5 WHERE event_type = 'email_send';
+UPDATE regstack.rate_limit_policies SET max_events = 100, within = '15 minutes'
+ WHERE event_type = 'login_ip';
+SELECT regstack.rate_limit_reset('p2');
+SELECT count(*) AS events_left FROM regstack.auth_rate_limit_events;

@@ -24,6 +24,22 @@
  * call with another window searches from the old pointer in whichever
  * direction the new window needs.
  *
+ * Fast path.  In the common case (the pointer is for this window, no event
+ * has left it, fewer than max_events are in it) a recording call is one
+ * statement: an UPDATE of the state row that checks those conditions, with
+ * the event's INSERT in the same statement.  Anything else (no state row,
+ * another window, events to skip, a denial, record => false) takes the
+ * general path: lock the row, search, decide in C, write.
+ *
+ * Denials take no lock.  A recording call that the fast path did not admit
+ * first reads the state row and events without locking; if the committed
+ * events already fill the window it is denied there, writing nothing (no
+ * transaction id, no WAL, no waiting).  Denying from committed data is
+ * safe: a concurrent call can only add events before it commits, and a
+ * concurrent reset that has not committed is ordered after us.  Only calls
+ * that may be allowed, and checks with record => false (so that check,
+ * verify and record in one transaction are atomic), take the lock.
+ *
  * Locking.  The state row is the lock: every call that records or moves the
  * pointer first takes it FOR UPDATE (or inserts it), and holds it to the
  * end of its transaction.  Calls on one (key, event_type) are therefore
@@ -35,11 +51,18 @@
  * The locks are row locks, transaction-scoped: nothing survives the
  * transaction, so this works behind PgBouncer in transaction mode.
  *
- * Time.  Each call reads the clock (GetCurrentTimestamp, not transaction
- * time) after it holds the lock, and uses now = max(clock, clock_at): the
- * per-key clock never goes back, so occurred_at is monotonic along seq even
- * if the system clock steps back, and no call judges the window at a time
- * earlier than a pointer was computed for.
+ * Time.  A call reads the system clock (GetCurrentTimestamp, not
+ * transaction time) and judges the window at now = max(clock, clock_at):
+ * the per-key clock never goes back, so occurred_at is monotonic along seq
+ * even if the system clock steps back, and no call judges the window at a
+ * time earlier than a pointer was computed for.  The general path reads
+ * the clock once it holds the lock; the fast path reads it before its
+ * UPDATE, which may wait for the row, so its event is stamped between the
+ * call's start and its decision.  The guarantee is stated on the stamps:
+ * in the event log, no window of length within ever holds more than
+ * max_events events of a key (each allowed call counted the events stamped
+ * within its own stamp's window).  retry_after counts from the system
+ * clock.
  *
  * Purge deletes events older than their policy's window (or than
  * regstack.event_retention without a policy) plus a margin, and state rows
@@ -175,7 +198,10 @@ rate_limits_probe(const RateLimitKey *k, int64 from, int64 *seq,
 	if (SPI_execute_plan(probe_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read rate-limit events");
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return false;
+	}
 	*seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -318,12 +344,12 @@ rate_limits_read_state(RateLimitState *state)
  * Lock the state row of k and read it into *state, making it when there is
  * none (after any events left over from a purged or unrestored state row).
  * With events_only, a missing row is made only when such events exist;
- * otherwise return false.  Returns with *now set to the time the call
- * judges the window at.
+ * otherwise return false.  Returns with *clock set to the system clock,
+ * read once the row is held.
  */
 static bool
 rate_limits_lock(const RateLimitKey *k, bool events_only,
-				 RateLimitState *state, TimestampTz *now)
+				 RateLimitState *state, TimestampTz *clock)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr create_plan = NULL;
@@ -377,7 +403,7 @@ rate_limits_lock(const RateLimitKey *k, bool events_only,
 
 			if (!rate_limits_probe(k, 0, &seq, &at))
 			{
-				*now = GetCurrentTimestamp();
+				*clock = GetCurrentTimestamp();
 				return false;
 			}
 		}
@@ -395,7 +421,35 @@ rate_limits_lock(const RateLimitKey *k, bool events_only,
 					 errdetail("Concurrent calls kept creating and deleting it.")));
 	}
 	rate_limits_read_state(state);
-	*now = Max(GetCurrentTimestamp(), state->clock_at);
+	*clock = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * Read the state row of k without locking it: false when there is none.
+ * Used to deny without taking the lock (see rate_limit_check).
+ */
+static bool
+rate_limits_peek_state(const RateLimitKey *k, RateLimitState *state)
+{
+	static SPIPlanPtr peek_plan = NULL;
+	static const Oid peek_argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = k->key;
+	values[1] = k->event_type;
+	regstack_plan(&peek_plan,
+				  "SELECT " RATE_LIMITS_STATE_COLUMNS
+				  " FROM regstack.auth_rate_limit_state WHERE" RATE_LIMITS_KEY_QUAL,
+				  2, peek_argtypes);
+	if (SPI_execute_plan(peek_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read rate-limit state");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	rate_limits_read_state(state);
 	return true;
 }
 
@@ -486,6 +540,88 @@ rate_limits_append(const RateLimitKey *k, RateLimitState *state,
 	state->clock_at = now;
 }
 
+/*
+ * The common case in one statement: when the state row of k exists, and
+ * (with check) its pointer is for this window, no event has left the window
+ * and fewer than max_events are in it, append an event and return true
+ * with the new next_seq, start_seq and the event's time.  Otherwise change
+ * nothing and return false; the caller then takes the general path.
+ *
+ * The UPDATE waits for the row like SELECT ... FOR UPDATE and re-checks its
+ * conditions on the newest version (READ COMMITTED), so the decision is
+ * made under the row lock.  clock was read before the wait, so the event's
+ * time is max(clock, clock_at), the per-key clock, as on the general path.
+ */
+static bool
+rate_limits_fast_append(const RateLimitKey *k, bool check, int32 max_events,
+						int64 window_us, TimestampTz clock,
+						int64 *next_seq, int64 *start_seq, TimestampTz *at)
+{
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr record_plan = NULL;
+	static const Oid fast_argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	INT8OID, INT4OID, INTERVALOID};
+	Interval	window = {0};
+	Datum		values[6];
+	bool		isnull;
+
+#define RATE_LIMITS_NOW \
+	"GREATEST(s.clock_at, $3)"
+#define RATE_LIMITS_FAST(conditions) \
+	"WITH s AS (" \
+	" UPDATE regstack.auth_rate_limit_state AS s" \
+	" SET next_seq = s.next_seq OPERATOR(pg_catalog.+) 1," \
+	"  start_at = CASE WHEN s.start_seq OPERATOR(pg_catalog.=) s.next_seq" \
+	"             THEN " RATE_LIMITS_NOW " ELSE s.start_at END," \
+	"  last_at = " RATE_LIMITS_NOW ", clock_at = " RATE_LIMITS_NOW \
+	" WHERE s.key OPERATOR(pg_catalog.=) $1" \
+	" AND s.event_type OPERATOR(pg_catalog.=) $2" conditions \
+	" RETURNING s.next_seq, s.start_seq, s.clock_at)," \
+	" e AS (INSERT INTO regstack.auth_rate_limit_events" \
+	"  (key, event_type, seq, occurred_at)" \
+	"  SELECT $1, $2, s.next_seq OPERATOR(pg_catalog.-) 1, s.clock_at FROM s)" \
+	" SELECT next_seq, start_seq, clock_at FROM s"
+
+	values[0] = k->key;
+	values[1] = k->event_type;
+	values[2] = TimestampTzGetDatum(clock);
+	values[3] = Int64GetDatum(window_us);
+	values[4] = Int32GetDatum(max_events);
+	window.time = window_us;
+	values[5] = IntervalPGetDatum(&window);
+	if (check)
+		regstack_plan(&check_plan,
+					  RATE_LIMITS_FAST(
+									   " AND s.window_us OPERATOR(pg_catalog.=) $4"
+									   " AND s.next_seq OPERATOR(pg_catalog.-) s.start_seq"
+									   "     OPERATOR(pg_catalog.<) $5"
+									   " AND (s.start_seq OPERATOR(pg_catalog.=) s.next_seq"
+									   "      OR s.start_at OPERATOR(pg_catalog.>)"
+									   "         (" RATE_LIMITS_NOW " OPERATOR(pg_catalog.-) $6))"),
+					  6, fast_argtypes);
+	else
+		regstack_plan(&record_plan, RATE_LIMITS_FAST(""), 3, fast_argtypes);
+#undef RATE_LIMITS_FAST
+#undef RATE_LIMITS_NOW
+
+	if (SPI_execute_plan(check ? check_plan : record_plan, values, NULL,
+						 false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record rate-limit event");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	*next_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	*start_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
 /* ---- SQL functions ---- */
 
 /* The key and event_type arguments, checked (22004, 22023, 22001). */
@@ -515,6 +651,26 @@ rate_limits_seconds_until(TimestampTz until, TimestampTz now)
 		result->time = ((usecs + USECS_PER_SEC - 1) / USECS_PER_SEC) *
 			USECS_PER_SEC;
 	return result;
+}
+
+/*
+ * retry_after of a denied call: it is allowed again once the count drops
+ * below max_events, i.e. when event next_seq - max_events leaves the
+ * window.  Measured from the system clock (not the per-key clock, which may
+ * be ahead of it), so that waiting it out always succeeds.
+ */
+static Interval *
+rate_limits_retry_after(const RateLimitKey *k, const RateLimitState *state,
+						int32 max_events, int64 window_us, TimestampTz clock)
+{
+	int64		target = state->next_seq - max_events;
+	int64		seq = state->start_seq;
+	TimestampTz at = state->start_at;
+
+	if (target > state->start_seq &&
+		!rate_limits_probe(k, target, &seq, &at))
+		at = state->last_at;
+	return rate_limits_seconds_until(at + window_us, clock);
 }
 
 /*
@@ -592,6 +748,58 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
+	if (record)
+	{
+		int64		next_seq;
+		int64		start_seq;
+		TimestampTz at;
+
+		if (rate_limits_fast_append(&k, true, max_events, window_us,
+									GetCurrentTimestamp(),
+									&next_seq, &start_seq, &at))
+		{
+			count = next_seq - start_seq;
+			values[0] = BoolGetDatum(true);
+			values[1] = Int32GetDatum((int32) (max_events - count));
+			values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
+			values[3] = TimestampTzGetDatum(at + window_us);
+			regstack_end_call(&call);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 values, nulls);
+			return (Datum) 0;
+		}
+
+		/*
+		 * Under attack most calls are denied.  A denial records nothing, so
+		 * it needs no lock: decide it from the committed state and events
+		 * (moving the pointer in memory only), and leave the row to calls
+		 * that may be allowed.  Without the lock a denied call writes
+		 * nothing, takes no transaction id, and waits for no one.  A call
+		 * that might be allowed goes on to the locked path below.
+		 */
+		if (rate_limits_peek_state(&k, &state))
+		{
+			clock = GetCurrentTimestamp();
+			now = Max(clock, state.clock_at);
+			(void) rate_limits_advance(&k, &state, window_us, now);
+			if (state.next_seq - state.start_seq >= max_events)
+			{
+				values[0] = BoolGetDatum(false);
+				values[1] = Int32GetDatum(0);
+				values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
+																	  max_events,
+																	  window_us,
+																	  clock));
+				values[3] = TimestampTzGetDatum(state.has_last ?
+												state.last_at + window_us : now);
+				regstack_end_call(&call);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+									 values, nulls);
+				return (Datum) 0;
+			}
+		}
+	}
+
 	if (!rate_limits_lock(&k, !record, &state, &clock))
 	{
 		/* A check-only call on a key without events. */
@@ -603,7 +811,8 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		return (Datum) 0;
 	}
-	now = clock;
+	/* The per-key clock never goes back. */
+	now = Max(clock, state.clock_at);
 
 	moved = rate_limits_advance(&k, &state, window_us, now);
 	count = state.next_seq - state.start_seq;
@@ -621,23 +830,12 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 	if (allowed)
 		values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
 	else
-	{
-		/*
-		 * Allowed again once count drops below max_events, i.e. when event
-		 * next_seq - max_events leaves the window.  Measured from the clock
-		 * this call read, so that waiting it out always succeeds.
-		 */
-		int64		target = state.next_seq - max_events;
-		int64		seq = state.start_seq;
-		TimestampTz at = state.start_at;
-
-		if (target > state.start_seq &&
-			!rate_limits_probe(&k, target, &seq, &at))
-			at = state.last_at;
-		values[2] = IntervalPGetDatum(rate_limits_seconds_until(at + window_us,
-																clock));
-	}
-	values[3] = TimestampTzGetDatum(count > 0 ? state.last_at + window_us : now);
+		values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
+															  max_events,
+															  window_us,
+															  clock));
+	values[3] = TimestampTzGetDatum(count > 0 && state.has_last ?
+									state.last_at + window_us : now);
 
 	regstack_end_call(&call);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -652,13 +850,20 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RegstackCall call;
 	RateLimitState state;
 	TimestampTz now;
+	int64		next_seq;
+	int64		start_seq;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
 
 	regstack_begin_call(&call);
-	(void) rate_limits_lock(&k, false, &state, &now);
-	rate_limits_append(&k, &state, now);
-	rate_limits_write_state(&k, &state);
+	if (!rate_limits_fast_append(&k, false, 0, 0, GetCurrentTimestamp(),
+								 &next_seq, &start_seq, &now))
+	{
+		(void) rate_limits_lock(&k, false, &state, &now);
+		now = Max(now, state.clock_at);
+		rate_limits_append(&k, &state, now);
+		rate_limits_write_state(&k, &state);
+	}
 	regstack_end_call(&call);
 
 	PG_RETURN_VOID();
