@@ -109,7 +109,8 @@ sub add_gate
 {
 	my ($db) = @_;
 	$node->safe_psql($db, q{
-		CREATE FUNCTION public.reaper_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+		CREATE FUNCTION public.reaper_gate() RETURNS trigger LANGUAGE plpgsql
+		    SET lock_timeout = 0 AS $$
 		BEGIN
 		    PERFORM pg_advisory_xact_lock_shared(4242);
 		    PERFORM pg_sleep(0.001);
