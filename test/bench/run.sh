@@ -92,7 +92,8 @@ bench_record() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$work/results.tsv"
 }
 
-# Run pgbench with script $1 at synchronous_commit $2 and print its tps;
+# Run pgbench with script $1 at synchronous_commit $2 and print its tps
+# and how many transactions it ran;
 # extra pgbench arguments follow.  Fails when pgbench reports an error.
 bench_pgbench() {
     local script=$1 sync=$2 out
@@ -102,11 +103,13 @@ bench_pgbench() {
         printf '%s\n' "$out" | grep -m 4 -iE 'error|abort|fatal' >&2
         return 1
     }
-    printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+    printf '%s %s\n' \
+        "$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p')" \
+        "$(printf '%s\n' "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')"
 }
 
 # Run the Redis driver for workload $1 and print its transactions per
-# second; the run length (-T s or -t n) follows.
+# second and their number; the run length (-T s or -t n) follows.
 bench_redis() {
     local out
     out=$("$work/redis_driver" -s "$work/redis.sock" -w "$1" -L "$bench/ratelimit.lua" \
@@ -114,24 +117,61 @@ bench_redis() {
         printf '%s\n' "$out" | tail -n 5 >&2
         return 1
     }
-    printf '%s\n' "$out" | sed -n 's/.* tps=\([0-9.]*\) .*/\1/p'
+    printf '%s\n' "$out" | sed -n 's/^transactions=\([0-9]*\) .* tps=\([0-9.]*\) .*/\2 \1/p'
 }
 
-# Run one contender of a throughput workload and record it (round 0 is
-# the unrecorded warm-up, 1 second long).
+# CPU seconds the server has used so far: for Redis ($1 = redis), the
+# redis-server process; for PostgreSQL, the postmaster's exited children
+# (the backends of finished pgbench runs, autovacuum workers).
+bench_server_cpu() {
+    local tck
+    tck=$(getconf CLK_TCK)
+    if [ "$1" = redis ]; then
+        awk -v t="$tck" '{printf "%.2f", ($14 + $15) / t}' "/proc/$(cat "$work/redis.pid")/stat"
+    else
+        awk -v t="$tck" '{printf "%.2f", ($16 + $17) / t}' "/proc/$(head -n 1 "$work/data/postmaster.pid")/stat"
+    fi
+}
+
+# Print the server CPU seconds that the 8 connections of one pgbench run
+# cost by themselves (backend start and exit), median of 3 tries.
+bench_connect_cpu() {
+    local i a b
+    for i in 1 2 3; do
+        a=$(bench_server_cpu postgres)
+        bench_pgbench connect_only.sql off -t 1 >/dev/null
+        sleep 0.1
+        b=$(bench_server_cpu postgres)
+        bench_calc "$b - $a"; echo
+    done | sort -n | sed -n 2p
+}
+
+# Run one contender of a throughput workload and record its throughput and
+# the server's CPU time per transaction, less the connections' own cost
+# (round 0 is the unrecorded warm-up, 1 second long).
 # Arguments: workload contender sync round (pgbench script | redis:workload).
 bench_case() {
-    local workload=$1 contender=$2 sync=$3 round=$4 what=$5 tps len=$length
+    local workload=$1 contender=$2 sync=$3 round=$4 what=$5 res len=$length server=postgres
+    local cpu0 cpu1 cpu connect=$connect_cpu
     [ "$round" -eq 0 ] && len="-T 1"
-    if [[ $what == redis:* ]]; then
-        tps=$(bench_redis "${what#redis:}" $len) || { bench_fail "$workload/$contender"; return 0; }
+    [[ $what == redis:* ]] && { server=redis; connect=0; }
+    cpu0=$(bench_server_cpu $server)
+    if [ $server = redis ]; then
+        res=$(bench_redis "${what#redis:}" $len) || { bench_fail "$workload/$contender"; return 0; }
     else
-        tps=$(bench_pgbench "$what" "$sync" $len) || { bench_fail "$workload/$contender sync=$sync"; return 0; }
+        res=$(bench_pgbench "$what" "$sync" $len) || { bench_fail "$workload/$contender sync=$sync"; return 0; }
+        sleep 0.1       # let the postmaster reap the run's backends
     fi
-    if [ -z "$tps" ]; then bench_fail "$workload/$contender: no figure"; return 0; fi
-    [ "$round" -gt 0 ] && bench_record "$workload" "$contender" "$sync" "$round" "$tps" "per_s"
-    printf '  %-10s %-16s sync=%-3s %-9s %10.1f/s\n' "$workload" "$contender" "$sync" \
-        "$([ "$round" -gt 0 ] && echo "round $round" || echo warm-up)" "$tps"
+    cpu1=$(bench_server_cpu $server)
+    set -- $res
+    if [ $# -ne 2 ] || [ "$2" -eq 0 ]; then bench_fail "$workload/$contender: no figure"; return 0; fi
+    cpu=$(bench_calc "($cpu1 - $cpu0 - $connect) / $2 * 1000000")
+    if [ "$round" -gt 0 ]; then
+        bench_record "$workload" "$contender" "$sync" "$round" "$1" per_s
+        bench_record "${workload}_cpu" "$contender" "$sync" "$round" "$cpu" server_cpu_us_per_txn
+    fi
+    printf '  %-10s %-16s sync=%-3s %-9s %10.1f/s %8.1f us server CPU each\n' "$workload" "$contender" \
+        "$sync" "$([ "$round" -gt 0 ] && echo "round $round" || echo warm-up)" "$1" "$cpu"
 }
 
 # Run the rounds of a workload (after a warm-up round at sync off, when
@@ -358,7 +398,7 @@ bench_report() {
         -v mode="$mode" -v rounds="$rounds" -v clients="$clients" -v length="$length" \
         -v reaper_rows="$reaper_rows" -v batch_size="$batch_size" -v have_reaper="$have_reaper" \
         -v machine="$(bench_machine_json)" -v command="$command" -v started="$started" \
-        -v failures="$failures" -v json_out="$out" -v md_out="${out%.json}.md" \
+        -v connect_cpu="$connect_cpu" -v failures="$failures" -v json_out="$out" -v md_out="${out%.json}.md" \
         -f "$bench/sql/report.sql"
 }
 
@@ -391,7 +431,9 @@ gcc -O2 -Wall -o "$work/redis_driver" "$bench/redis_driver.c" -lhiredis -lpthrea
 
 bench_start_postgres
 bench_start_redis
+connect_cpu=$(bench_connect_cpu)
 echo "== $clients clients, $rounds round(s) of pgbench $length, interleaved; reaper: $reaper_rows rows"
+echo "   (8 connections cost the server $connect_cpu s of CPU; subtracted from each run's CPU figure)"
 
 echo "== token pair (issue_token + consume_token, pairs/s)"
 bench_rounds token_pair regstack=token_regstack.sql plain_sql=token_plain.sql \

@@ -2,7 +2,8 @@
 -- results, latency and windows in schema report of the bench database, on
 -- the search_path) into the printed tables and the JSON file.  psql
 -- variables: mode, rounds, clients, length, reaper_rows, batch_size,
--- have_reaper, machine (JSON), command, started, failures, json_out, md_out.
+-- have_reaper, machine (JSON), command, started, connect_cpu, failures,
+-- json_out, md_out.
 \set ON_ERROR_STOP on
 
 -- Median of each (workload, contender, sync), with every round's figure.
@@ -41,7 +42,14 @@ WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VA
     (9, 'rate limit hot vs spread, sync on', 'rate_limit', 'regstack_hot', 'on', 'rate_limit', 'regstack_spread', 'on', '>=', 0.5),
     (10, 'reaper rows/s vs plain batched delete', 'reaper', 'regstack_reaper', 'on', 'reaper', 'plain_sql', 'on', '>=', 1.0),
     (11, 'reaper pass alone (its own start/end) vs plain batched delete (report)', 'reaper', 'regstack_reaper_pass_only', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
-    (12, 'purge_expired rows/s vs plain batched delete (report)', 'reaper', 'purge_expired', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL))
+    (12, 'purge_expired rows/s vs plain batched delete (report)', 'reaper', 'purge_expired', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
+    -- Server CPU per transaction, the other way round (lower is better):
+    -- how many times regstack's CPU per transaction the other one uses.
+    (20, 'server CPU per token pair, plain SQL / regstack, sync off (report)', 'token_pair_cpu', 'plain_sql', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
+    (21, 'server CPU per token pair, PL/pgSQL / regstack, sync off (report)', 'token_pair_cpu', 'plpgsql', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
+    (22, 'server CPU per token pair, Redis / regstack (report)', 'token_pair_cpu', 'redis', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
+    (23, 'server CPU per check, plain SQL / regstack, spread, sync off (report)', 'rate_limit_cpu', 'plain_sql_spread', 'off', 'rate_limit_cpu', 'regstack_spread', 'off', NULL, NULL),
+    (24, 'server CPU per check, regstack spread / hot, sync off (report)', 'rate_limit_cpu', 'regstack_spread', 'off', 'rate_limit_cpu', 'regstack_hot', 'off', NULL, NULL))
 SELECT t.ord, t.figure, n.median / d.median AS ratio, t.op, t.bound,
        CASE WHEN n.median IS NULL OR d.median IS NULL THEN 'not measured'
             WHEN :'mode' = 'smoke' THEN 'not judged (smoke)'
@@ -60,7 +68,7 @@ SELECT 13, 'token pair p99 reaping vs idle', r.p99_ms / i.p99_ms, '<=', 2.0,
   LEFT JOIN latency_phases AS i ON i.phase = 'idle'
   LEFT JOIN latency_phases AS r ON r.phase = 'reaping';
 
-\echo == Medians (throughput per second; reaper in rows per second)
+\echo == Medians (throughput per second, reaper in rows per second; *_cpu: server CPU microseconds per transaction)
 SELECT workload, contender, sync AS sync_commit,
        round(median::numeric, 1) AS median, unit, rounds
   FROM medians
@@ -90,7 +98,8 @@ SELECT jsonb_pretty(jsonb_build_object(
         'clients', :clients, 'pgbench_threads', 2, 'rounds', :rounds,
         'round_length', :'length', 'pgbench_protocol', 'prepared',
         'reaper_rows', :reaper_rows, 'batch_size', :batch_size,
-        'reaper_naptime_s', 1, 'background_reaper_built', :have_reaper = 1),
+        'reaper_naptime_s', 1, 'background_reaper_built', :have_reaper = 1,
+        'connect_cpu_s_subtracted_per_run', :connect_cpu),
     'failed_workloads', :failures,
     'runs', (SELECT jsonb_agg(to_jsonb(r) ORDER BY workload DESC, round, contender, sync) FROM results AS r),
     'medians', (SELECT jsonb_agg(jsonb_build_object('workload', workload, 'contender', contender,
