@@ -156,11 +156,13 @@ extern int64 regstack_purge_tokens(int64 limit);
 
 /*
  * The reaper's batch: delete up to limit expired tokens whose ctid lies
- * after *after and before block stop_block; move *after to the last one
+ * after *after and before block stop_block (skipping rows locked by others
+ * when skip_locked, else waiting for them); move *after to the last one
  * deleted; *nblocks gets the table's size.  Returns how many.
  */
 extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
 										 BlockNumber stop_block,
+										 bool skip_locked,
 										 BlockNumber *nblocks);
 
 /* Delete up to limit stale rate-limit events (limit <= 0: all). */
