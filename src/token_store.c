@@ -231,8 +231,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		bool		retry = false;
 
 		/* Like SPI before a statement: see this transaction's own work. */
-		if (action != RS_TOKEN_FETCH)
-			CommandCounterIncrement();
+		CommandCounterIncrement();
 		snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 		if (store_find(rel, pk_index, snapshot, key->token_hash,
