@@ -10,6 +10,7 @@
 # replaced by a wrapper that starts the real server under valgrind (initdb's
 # bootstrap and version checks run natively, to save time).
 #
+# KEEP=1 keeps the work directory (reports in reports/valgrind.<pid>).
 # Errors inside PostgreSQL itself (e.g. uninitialised padding written to
 # WAL, which PostgreSQL's own valgrind suppressions cover) are counted and
 # shown but do not fail the run; only stacks through regstack do.  Leaks:
@@ -49,13 +50,15 @@ regstack_as_test_user "cd '$work/src' && make PG_CONFIG='$pg_config' installchec
 grep -E '\.\.\. |tests passed|tests failed' "$work/valgrind-suites.log" || true
 
 # valgrind writes one file per process; an error record starts with "==pid== "
-# and ends at an empty "==pid== " line.
+# and ends at an empty "==pid== " line.  A frame is ours when it names
+# regstack.so (no debug info) or one of our source files (with it).
+our_frames="regstack\\.so|[( ]($(cd "$src/src" && ls *.c | sed 's/\./\\./' | paste -sd'|')):[0-9]"
 ours=0
 theirs=0
 for report in "$reports"/valgrind.*; do
     [ -s "$report" ] || continue
     while IFS= read -r -d '' record; do
-        if grep -q 'regstack.so' <<<"$record"; then
+        if grep -Eq "$our_frames" <<<"$record"; then
             ours=$((ours + 1))
             printf '%s\n\n' "$record"
         else
@@ -69,6 +72,8 @@ echo "valgrind errors through regstack: $ours; inside PostgreSQL only: $theirs"
 if [ "$status" -ne 0 ]; then
     tail -n 30 "$work/valgrind-suites.log"
     echo "valgrind run FAILED; work directory kept: $work"
+elif [ "${KEEP:-0}" = 1 ]; then
+    echo "valgrind run clean; work directory kept: $work"
 else
     echo "valgrind run clean"
     rm -rf "$work"
