@@ -21,5 +21,6 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	regstack_rate_limits_define_settings();
 	MarkGUCPrefixReserved("regstack");
 }

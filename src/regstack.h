@@ -199,7 +199,51 @@ extern char *regstack_issue(const char *type_name,
 /* Delete up to limit expired tokens (limit <= 0: all); return how many. */
 extern int64 regstack_purge_tokens(int64 limit);
 
-/* Delete up to limit stale rate-limit events (limit <= 0: all). */
+/* ---- rate_limits.c: exact sliding-window rate limits ---- */
+
+/* Longest key rate_limit_* accept, in bytes (22001 beyond). */
+#define REGSTACK_MAX_RATE_KEY_BYTES	1024
+
+/* Define regstack.event_retention; called from _PG_init. */
+extern void regstack_rate_limits_define_settings(void);
+
+/*
+ * Delete up to limit stale rate-limit rows (limit <= 0: all): events older
+ * than their policy's window, or than regstack.event_retention for event
+ * types without a policy, then state rows whose newest event is that old.
+ * Skips locked rows, so it never waits for a foreground call.  Returns how
+ * many rows were deleted.  Call inside regstack_begin_call().
+ */
 extern int64 regstack_purge_events(int64 limit);
+
+/*
+ * A window as a fixed number of microseconds (a day is 24 hours, a month 30
+ * days, as in interval comparison).  Errors (22023) unless it is positive
+ * and at most 100 years; name is the argument's SQL name.
+ */
+extern int64 regstack_rate_limit_window_us(const Interval *within,
+										   const char *name);
+
+/* ---- rate_limit_policies.c: the cached registry of rate-limit policies ---- */
+
+typedef struct RegstackRateLimitPolicy
+{
+	char		event_type[NAMEDATALEN];
+	int32		max_events;
+	int64		within_us;		/* see regstack_rate_limit_window_us() */
+} RegstackRateLimitPolicy;
+
+/*
+ * The policy of event_type, or NULL when it has none.  The result stays
+ * valid until the next call of a rate_limit_policies.c function.  Call
+ * inside regstack_begin_call().
+ */
+extern const RegstackRateLimitPolicy *regstack_rate_limit_policy(const char *event_type);
+
+/* Every policy, sorted by event type; *count gets how many. */
+extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
+
+/* Comma-separated event types that have a policy, palloc'd. */
+extern char *regstack_rate_limit_policy_names(void);
 
 #endif							/* REGSTACK_H */
