@@ -1,4 +1,5 @@
--- Randomised bad-input corpus: 8,000 calls of the regstack functions with
+-- Randomised bad-input corpus: 8,000 calls of the regstack functions (tokens
+-- and rate limits) with
 -- arguments drawn from a corpus of NULLs, empty, huge, malformed, multibyte
 -- and valid values.  Every call ends in a result or a documented error;
 -- never an internal error (class XX), never a crash.  The seed makes the
@@ -14,7 +15,8 @@ INSERT INTO corpus_text VALUES
     (repeat('b', 513)), (repeat('c', 4096)), (repeat('c', 4097)), (repeat('d', 16385)),
     (repeat('e', 1048576)), (repeat('é', 3000)), (E'\u00e9\u4e2d\U0001F600'),
     (E'tab\tnew\nline'), ('''; DROP TABLE x; --'), ('%s%n%x'), (repeat(' ', 43)),
-    ('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk');
+    ('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'), ('2fa_attempt'), ('login_ip'),
+    (repeat('k', 1024)), (repeat('k', 1025));
 CREATE TEMP TABLE corpus_interval (v interval);
 INSERT INTO corpus_interval VALUES
     (NULL), ('0'), ('-1 second'), ('1 microsecond'), ('1 second'), ('5 minutes'),
@@ -27,6 +29,11 @@ INSERT INTO corpus_jsonb VALUES
     (jsonb_build_object('big', repeat('p', 16000))),
     (jsonb_build_object('big', repeat('p', 20000)));
 
+CREATE TEMP TABLE corpus_int (v int);
+INSERT INTO corpus_int VALUES
+    (NULL), (0), (-1), (1), (2), (10), (1000000), (2147483647), (-2147483648);
+CREATE FUNCTION pg_temp.n() RETURNS int LANGUAGE sql AS
+    $$ SELECT v FROM corpus_int OFFSET floor(random() * (SELECT count(*) FROM corpus_int)) LIMIT 1 $$;
 CREATE FUNCTION pg_temp.t() RETURNS text LANGUAGE sql AS
     $$ SELECT v FROM corpus_text OFFSET floor(random() * (SELECT count(*) FROM corpus_text)) LIMIT 1 $$;
 CREATE FUNCTION pg_temp.i() RETURNS interval LANGUAGE sql AS
@@ -46,7 +53,11 @@ DECLARE
         'SELECT regstack.attach_result($1, $2, $3)',
         'SELECT regstack.revoke_tokens($1, $2)',
         'SELECT regstack.pkce_challenge($1)',
-        'SELECT * FROM regstack.begin_oidc_flow($1, $2, $3, $4, $13)'];
+        'SELECT * FROM regstack.begin_oidc_flow($1, $2, $3, $4, $13)',
+        'SELECT * FROM regstack.rate_limit_check($1, $2, $15, $13, $16)',
+        'SELECT * FROM regstack.rate_limit_check($1, $2)',
+        'SELECT regstack.rate_limit_record($1, $2)',
+        'SELECT regstack.rate_limit_reset($1, $2)'];
     call text;
 BEGIN
     FOR n IN 1 .. 8000 LOOP
@@ -54,7 +65,8 @@ BEGIN
         BEGIN
             EXECUTE call USING pg_temp.t(), pg_temp.t(), pg_temp.t(), pg_temp.t(),
                 pg_temp.t(), pg_temp.t(), pg_temp.t(), pg_temp.t(), pg_temp.t(),
-                pg_temp.t(), pg_temp.t(), pg_temp.t(), pg_temp.i(), pg_temp.j();
+                pg_temp.t(), pg_temp.t(), pg_temp.t(), pg_temp.i(), pg_temp.j(),
+                pg_temp.n(), (random() < 0.5);
             INSERT INTO outcomes VALUES (call, 'ok');
         EXCEPTION WHEN OTHERS THEN
             INSERT INTO outcomes VALUES (call, SQLSTATE);
@@ -70,4 +82,5 @@ SELECT DISTINCT sqlstate FROM outcomes ORDER BY 1;
 -- Every function was both called successfully and refused.
 SELECT fn, bool_or(sqlstate = 'ok') AS some_ok, bool_or(sqlstate <> 'ok') AS some_refused
   FROM outcomes GROUP BY fn ORDER BY fn;
-TRUNCATE regstack.auth_ephemeral_tokens;
+TRUNCATE regstack.auth_ephemeral_tokens, regstack.auth_rate_limit_events,
+         regstack.auth_rate_limit_state;
