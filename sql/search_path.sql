@@ -81,10 +81,23 @@ SELECT regstack.issue_token('pre_auth', subject => 'carol', ttl => '1 second') I
 SELECT pg_sleep(1.1);
 SELECT * FROM regstack.purge_expired();
 SELECT pg_temp.err($$SELECT regstack.issue_token('no_such_type')$$);
+-- Rate limits, through the fast and the general path, and a denial.
+SELECT allowed, remaining FROM regstack.rate_limit_check('k1', '2fa_attempt');
+SELECT allowed, remaining FROM regstack.rate_limit_check('k1', '2fa_attempt');
+SELECT regstack.rate_limit_record('k1', '2fa_attempt');
+SELECT allowed, remaining FROM regstack.rate_limit_check('k1', '2fa_attempt', record => false);
+SELECT allowed, remaining, retry_after > '0' AS must_wait
+  FROM regstack.rate_limit_check('k2', 'api', 1, '1 hour');
+SELECT allowed, remaining, retry_after > '0' AS must_wait
+  FROM regstack.rate_limit_check('k2', 'api', 1, '1 hour');
+SELECT allowed FROM regstack.rate_limit_check('k2', 'api', 1, '2 hours');
+SELECT regstack.rate_limit_reset('k1') AS reset_events;
+SELECT pg_temp.err($$SELECT * FROM regstack.rate_limit_check('k3', 'no_policy')$$);
 -- An empty search_path works too.
 SET search_path = '';
 SELECT length(regstack.issue_token('pre_auth', subject => 'dave'));
 SELECT regstack.revoke_tokens('dave') AS revoked;
+SELECT allowed FROM regstack.rate_limit_check('k4', '2fa_attempt');
 RESET search_path;
 RESET ROLE;
 
@@ -93,4 +106,5 @@ SELECT count(*) AS lookalike_rows FROM public.auth_ephemeral_tokens;
 DROP OWNED BY regress_hostile;
 REVOKE CREATE ON SCHEMA public FROM regress_hostile;
 DROP ROLE regress_hostile;
-TRUNCATE regstack.auth_ephemeral_tokens;
+TRUNCATE regstack.auth_ephemeral_tokens, regstack.auth_rate_limit_events,
+         regstack.auth_rate_limit_state;
