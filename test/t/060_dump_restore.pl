@@ -1,6 +1,8 @@
 # pg_dump / pg_restore of a database with regstack: user-added and changed
-# token types and live tokens survive, and the restored database works
-# (the tokens issued before the dump are consumed after the restore).
+# token types and rate-limit policies, live tokens and rate-limit events
+# survive, and the restored database works (tokens issued before the dump
+# are consumed after the restore; a key limited before the dump is still
+# limited after it).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -18,6 +20,11 @@ $node->safe_psql('source_db', q{
     INSERT INTO regstack.token_types (name, default_ttl, max_ttl, required_fields)
     VALUES ('invite', '2 days', '7 days', '{subject}');
     UPDATE regstack.token_types SET default_ttl = '7 minutes' WHERE name = 'pre_auth';
+    INSERT INTO regstack.rate_limit_policies (event_type, max_events, within)
+    VALUES ('api_call', 3, '1 hour');
+    UPDATE regstack.rate_limit_policies SET max_events = 4 WHERE event_type = '2fa_attempt';
+    SELECT regstack.rate_limit_record('alice', '2fa_attempt') FROM generate_series(1, 4);
+    SELECT (regstack.rate_limit_check('bob', 'api_call')).allowed FROM generate_series(1, 2);
 });
 my $invite = $node->safe_psql('source_db',
     q{SELECT regstack.issue_token('invite', subject => 'carol', payload => '{"team": 7}')});
@@ -71,6 +78,21 @@ is($node->safe_psql('restored_db',
                  regstack.issue_token('pre_auth', subject => 'erin'), 'pre_auth')}),
     '00:07:00', 'the changed shipped type keeps its restored default TTL');
 
+is($node->safe_psql('restored_db',
+        q{SELECT string_agg(event_type || ':' || max_events || ':' || builtin, ',' ORDER BY event_type)
+            FROM regstack.rate_limit_policies WHERE event_type IN ('2fa_attempt', 'api_call', 'email_send')}),
+    '2fa_attempt:4:false,api_call:3:false,email_send:5:true',
+    'user policy, changed shipped policy and shipped policies are back');
+is($node->safe_psql('restored_db',
+        q{SELECT allowed::text || ' ' || remaining FROM regstack.rate_limit_check('alice', '2fa_attempt')}),
+    'false 0', 'a key at its limit before the dump is still denied after the restore');
+is($node->safe_psql('restored_db',
+        q{SELECT allowed::text || ' ' || remaining FROM regstack.rate_limit_check('bob', 'api_call')}),
+    'true 0', 'events recorded before the dump still count after the restore');
+is($node->safe_psql('restored_db',
+        q{SELECT allowed::text FROM regstack.rate_limit_check('bob', 'api_call')}),
+    'false', 'and the restored user policy limits the key');
+
 # A second dump of the restored database restores again (no duplicate rows).
 my $second_dump = $node->basedir . '/restored.dump';
 $node->command_ok(
@@ -82,6 +104,8 @@ $node->command_ok(
     'and pg_restore of that dump');
 is($node->safe_psql('restored_again', 'SELECT count(*) FROM regstack.token_types'),
     '7', 'still seven token types');
+is($node->safe_psql('restored_again', 'SELECT count(*) FROM regstack.rate_limit_policies'),
+    '7', 'and seven rate-limit policies');
 
 $node->stop;
 done_testing();
