@@ -25,9 +25,11 @@ ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isol
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso \
 	--temp-config=$(TEMP_CONF_FILE) --load-extension=regstack
 
-# TAP tests: test/t/*.pl (PostgreSQL::Test::Cluster).
-TAP_TESTS = 1
+# TAP tests: test/t/*.pl (PostgreSQL::Test::Cluster), when there are any.
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+ifneq ($(PROVE_TESTS),)
+TAP_TESTS = 1
+endif
 
 EXTRA_CLEAN = sql/regstack--1.0.sql output_iso tmp_check_iso
 

@@ -11,8 +11,10 @@
  * transaction (and subtransaction) abort restores the user id and closes
  * SPI.
  *
- * The owner's OID is cached per backend and forgotten by a relcache
- * callback when the table changes (ALTER ... OWNER, DROP EXTENSION).
+ * The table's OID and owner are cached per backend and forgotten by a
+ * relcache callback when the table changes (ALTER ... OWNER, DROP
+ * EXTENSION).  The hot-path functions (token_store.c) use the OID only:
+ * direct heap access checks no privileges, so they need no owner switch.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,16 +46,40 @@ context_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* The owner of regstack's tables, looked up once and cached. */
-static Oid
-context_table_owner(void)
+/*
+ * Check that the tokens table has the columns token_store.c addresses by
+ * number; a changed layout is an error, never a wrong column.
+ */
+static void
+context_check_tokens_layout(Oid relid)
+{
+	static const char *const column_names[RS_NUM_COLS] = {
+		"token_hash", "token_type", "subject", "provider", "nonce",
+		"code_verifier", "challenge_hash", "redirect_to", "mode",
+		"linking_user_id", "result", "payload", "created_at", "expires_at"
+	};
+
+	for (int attnum = 1; attnum <= RS_NUM_COLS; attnum++)
+	{
+		char	   *name = get_attname(relid, attnum, true);
+
+		if (name == NULL || strcmp(name, column_names[attnum - 1]) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table regstack.auth_ephemeral_tokens has been altered"),
+					 errdetail("Column %d should be \"%s\".", attnum,
+							   column_names[attnum - 1]),
+					 errhint("Reinstall the extension: DROP EXTENSION regstack; CREATE EXTENSION regstack;")));
+	}
+}
+
+/* Find regstack's tokens table and its owner, once; cache both. */
+static void
+context_lookup(void)
 {
 	Oid			namespace_oid;
 	Oid			relid = InvalidOid;
 	HeapTuple	class_tuple;
-
-	if (OidIsValid(context_owner))
-		return context_owner;
 
 	if (!context_callback_registered)
 	{
@@ -70,21 +96,33 @@ context_table_owner(void)
 				 errmsg("extension \"regstack\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION regstack.")));
 
+	context_check_tokens_layout(relid);
 	class_tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(class_tuple))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	context_owner = ((Form_pg_class) GETSTRUCT(class_tuple))->relowner;
 	context_tokens_relid = relid;
 	ReleaseSysCache(class_tuple);
-	return context_owner;
+}
+
+/* OID of regstack.auth_ephemeral_tokens, looked up once and cached. */
+Oid
+regstack_tokens_relid(void)
+{
+	if (!OidIsValid(context_tokens_relid))
+		context_lookup();
+	return context_tokens_relid;
 }
 
 /* Connect to SPI and run as the table owner until regstack_end_call(). */
 void
 regstack_begin_call(RegstackCall *call)
 {
-	Oid			owner = context_table_owner();
+	Oid			owner;
 
+	if (!OidIsValid(context_owner))
+		context_lookup();
+	owner = context_owner;
 	GetUserIdAndSecContext(&call->saved_userid, &call->saved_sec_context);
 	SetUserIdAndSecContext(owner,
 						   call->saved_sec_context |

@@ -23,6 +23,7 @@ void
 _PG_init(void)
 {
 	/* Reloadable settings: defined in every process that loads regstack. */
+	regstack_rate_limits_define_settings();
 	regstack_reaper_define_settings();
 
 	/*

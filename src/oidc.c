@@ -77,7 +77,6 @@ regstack_begin_oidc_flow(PG_FUNCTION_ARGS)
 	text	   *verifier;
 	text	   *nonce;
 	char	   *state;
-	RegstackCall call;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
@@ -98,9 +97,7 @@ regstack_begin_oidc_flow(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	regstack_begin_call(&call);
 	state = regstack_issue("oidc_state", &fields, ttl);
-	regstack_end_call(&call);
 
 	values[0] = CStringGetTextDatum(state);
 	values[1] = PointerGetDatum(nonce);

@@ -120,34 +120,6 @@ regstack_purge_tokens(int64 limit)
 	return (int64) SPI_processed;
 }
 
-/*
- * Delete up to limit rate-limit events older than a day (limit <= 0: all);
- * return how many.
- */
-int64
-regstack_purge_events(int64 limit)
-{
-	static SPIPlanPtr purge_plan = NULL;
-	static const Oid purge_argtypes[1] = {INT8OID};
-	Datum		values[1];
-	char		nulls[1] = {' '};
-
-	values[0] = Int64GetDatum(limit);
-	if (limit <= 0)
-		nulls[0] = 'n';
-	regstack_plan(&purge_plan,
-				  "DELETE FROM regstack.auth_rate_limit_events"
-				  " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-				  "   SELECT ctid FROM regstack.auth_rate_limit_events"
-				  "   WHERE occurred_at OPERATOR(pg_catalog.<=)"
-				  "         (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval)"
-				  "   LIMIT $1 FOR UPDATE SKIP LOCKED))",
-				  1, purge_argtypes);
-	if (SPI_execute_plan(purge_plan, values, nulls, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete stale rate-limit events");
-	return (int64) SPI_processed;
-}
-
 /* purge_expired(): delete every expired row now; counts per table. */
 Datum
 regstack_purge_expired(PG_FUNCTION_ARGS)

@@ -71,6 +71,9 @@ typedef struct RegstackCall
 extern void regstack_begin_call(RegstackCall *call);
 extern void regstack_end_call(RegstackCall *call);
 
+/* OID of regstack.auth_ephemeral_tokens, its layout checked; cached. */
+extern Oid	regstack_tokens_relid(void);
+
 /* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
 extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
 								int nargs, const Oid *argtypes);
@@ -96,6 +99,42 @@ extern Interval *regstack_interval_arg(FunctionCallInfo fcinfo, int argno,
 
 /* interval a < interval b, with PostgreSQL's interval ordering. */
 extern bool regstack_interval_lt(const Interval *a, const Interval *b);
+
+/* ---- registry.c: per-backend caches of the registry tables ---- */
+
+/*
+ * A registry table cached per backend.  Callers define one statically with
+ * the first four members set; load_sql selects the key (text, column 1)
+ * first and orders by it COLLATE "C"; each entry starts with the key as
+ * char[NAMEDATALEN], and decode fills the rest of the entry from a row.
+ */
+typedef struct RegstackRegistryCache
+{
+	const char *relname;		/* table in schema regstack */
+	const char *load_sql;
+	Size		entry_size;
+	void		(*decode) (HeapTuple row, TupleDesc desc, void *entry);
+	/* state, managed by registry.c */
+	MemoryContext context;
+	void	   *entries;
+	int			count;
+	bool		valid;
+	uint64		invalidations;
+	Oid			relid;
+	SPIPlanPtr	load_plan;
+} RegstackRegistryCache;
+
+#define REGSTACK_REGISTRY_CACHE(relname, load_sql, entry_type, decode) \
+	{ (relname), (load_sql), sizeof(entry_type), (decode), \
+	  NULL, NULL, 0, false, 0, InvalidOid, NULL }
+
+/* Reload the cache if stale (runs as the table owner, any context). */
+extern void regstack_registry_refresh(RegstackRegistryCache *cache);
+/* The entry with that key, or NULL; valid until the next lookup. */
+extern const void *regstack_registry_find(RegstackRegistryCache *cache,
+										  const char *key);
+/* All keys, comma-separated, palloc'd: for error hints. */
+extern char *regstack_registry_keys(RegstackRegistryCache *cache);
 
 /* ---- token_types.c: the cached registry of token types ---- */
 
@@ -128,9 +167,52 @@ typedef struct RegstackTokenType
 
 /*
  * The registry entry for name, or an error (22023, hint listing the known
- * types) when there is none.  Call inside regstack_begin_call().
+ * types) when there is none.  Valid until the next call.
  */
 extern const RegstackTokenType *regstack_token_type(const char *name);
+
+/* ---- token_store.c: direct heap and index access to the tokens table ---- */
+
+/* Column numbers of regstack.auth_ephemeral_tokens (checked in context.c). */
+typedef enum RegstackTokenColumn
+{
+	RS_COL_TOKEN_HASH = 1,
+	RS_COL_TOKEN_TYPE,
+	RS_COL_SUBJECT,
+	RS_COL_PROVIDER,
+	RS_COL_NONCE,
+	RS_COL_CODE_VERIFIER,
+	RS_COL_CHALLENGE_HASH,
+	RS_COL_REDIRECT_TO,
+	RS_COL_MODE,
+	RS_COL_LINKING_USER_ID,
+	RS_COL_RESULT,
+	RS_COL_PAYLOAD,
+	RS_COL_CREATED_AT,
+	RS_COL_EXPIRES_AT
+} RegstackTokenColumn;
+#define RS_NUM_COLS RS_COL_EXPIRES_AT
+
+/* Which token a find/consume/attach is about. */
+typedef struct RegstackTokenKey
+{
+	bytea	   *token_hash;		/* SHA-256 of the token */
+	text	   *token_type;
+	bool		check_challenge;	/* consume/peek: enforce the challenge */
+	bytea	   *challenge_hash; /* SHA-256 of the challenge given, or NULL */
+} RegstackTokenKey;
+
+typedef enum RegstackTokenAction
+{
+	RS_TOKEN_FETCH,				/* peek_token */
+	RS_TOKEN_DELETE,			/* consume_token */
+	RS_TOKEN_SET_RESULT			/* attach_result */
+} RegstackTokenAction;
+
+extern bool regstack_token_apply(const RegstackTokenKey *key,
+								 RegstackTokenAction action,
+								 text *new_result, Datum *values, bool *nulls);
+extern void regstack_token_insert(const Datum *values, const bool *nulls);
 
 /* ---- tokens.c: issuing tokens, shared with oidc.c ---- */
 
@@ -142,8 +224,7 @@ typedef struct RegstackTokenFields
 
 /*
  * Store a new token of type type_name with the given fields and TTL (NULL:
- * the type's default) and return the token.  Call inside
- * regstack_begin_call().
+ * the type's default) and return the token, palloc'd.
  */
 extern char *regstack_issue(const char *type_name,
 							const RegstackTokenFields *fields,
@@ -165,8 +246,52 @@ extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
 										 bool skip_locked,
 										 BlockNumber *nblocks);
 
-/* Delete up to limit stale rate-limit events (limit <= 0: all). */
+/* ---- rate_limits.c: exact sliding-window rate limits ---- */
+
+/* Longest key rate_limit_* accept, in bytes (22001 beyond). */
+#define REGSTACK_MAX_RATE_KEY_BYTES	1024
+
+/* Define regstack.event_retention; called from _PG_init. */
+extern void regstack_rate_limits_define_settings(void);
+
+/*
+ * Delete up to limit stale rate-limit rows (limit <= 0: all): events older
+ * than their policy's window, or than regstack.event_retention for event
+ * types without a policy, then state rows whose newest event is that old.
+ * Skips locked rows, so it never waits for a foreground call.  Returns how
+ * many rows were deleted.  Call inside regstack_begin_call().
+ */
 extern int64 regstack_purge_events(int64 limit);
+
+/*
+ * A window as a fixed number of microseconds (a day is 24 hours, a month 30
+ * days, as in interval comparison).  Errors (22023) unless it is positive
+ * and at most 100 years; name is the argument's SQL name.
+ */
+extern int64 regstack_rate_limit_window_us(const Interval *within,
+										   const char *name);
+
+/* ---- rate_limit_policies.c: the cached registry of rate-limit policies ---- */
+
+typedef struct RegstackRateLimitPolicy
+{
+	char		event_type[NAMEDATALEN];
+	int32		max_events;
+	int64		within_us;		/* see regstack_rate_limit_window_us() */
+} RegstackRateLimitPolicy;
+
+/*
+ * The policy of event_type, or NULL when it has none.  The result stays
+ * valid until the next call of a rate_limit_policies.c function.  Call
+ * inside regstack_begin_call().
+ */
+extern const RegstackRateLimitPolicy *regstack_rate_limit_policy(const char *event_type);
+
+/* Every policy, sorted by event type; *count gets how many. */
+extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
+
+/* Comma-separated event types that have a policy, palloc'd. */
+extern char *regstack_rate_limit_policy_names(void);
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

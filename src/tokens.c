@@ -26,11 +26,12 @@
 #include "regstack.h"
 
 #include "access/detoast.h"
-#include "access/heaptoast.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(regstack_issue_token);
@@ -38,22 +39,6 @@ PG_FUNCTION_INFO_V1(regstack_consume_token);
 PG_FUNCTION_INFO_V1(regstack_peek_token);
 PG_FUNCTION_INFO_V1(regstack_attach_result);
 PG_FUNCTION_INFO_V1(regstack_revoke_tokens);
-
-/* The columns consume_token and peek_token return, in their order. */
-#define TOKENS_ROW_COLUMNS \
-	"token_type, subject, provider, nonce, code_verifier, redirect_to," \
-	" mode, linking_user_id, result, payload, created_at, expires_at"
-
-/* A live token of type $2 whose digest is $1. */
-#define TOKENS_LIVE_QUAL \
-	" token_hash OPERATOR(pg_catalog.=) $1" \
-	" AND token_type OPERATOR(pg_catalog.=) $2" \
-	" AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
-
-/* ... whose challenge, if it was issued with one, has digest $3. */
-#define TOKENS_CHALLENGE_QUAL \
-	" AND (challenge_hash IS NULL" \
-	"      OR challenge_hash OPERATOR(pg_catalog.=) $3)"
 
 /* Limit on the result field: a session JWT can be large. */
 #define TOKENS_MAX_RESULT_BYTES REGSTACK_MAX_PAYLOAD_BYTES
@@ -103,6 +88,12 @@ tokens_check_mode(const RegstackTokenFields *fields)
  * Keep at most cap - 1 live tokens of (type, subject), so that the one
  * about to be issued makes cap: the oldest go first.  Expired rows of the
  * pair go too.  The advisory lock makes concurrent issues count exactly.
+ *
+ * The trim reads with the latest snapshot, taken after the lock, so it sees
+ * what a concurrent issuer committed while we waited.  In REPEATABLE READ
+ * and SERIALIZABLE the transaction snapshot is the crosscheck, as in
+ * PostgreSQL's foreign-key checks: deleting a row that snapshot cannot see
+ * is a serialization failure (40001) instead of a silent overshoot.
  */
 static void
 tokens_enforce_cap(const RegstackTokenType *type, text *subject)
@@ -110,9 +101,12 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject)
 	static SPIPlanPtr trim_plan = NULL;
 	static const Oid trim_argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		values[3];
-	char	   *subject_cstr = text_to_cstring(subject);
+	RegstackCall call;
+	int			status;
 
-	regstack_xact_lock(REGSTACK_LOCK_CLASS_TOKEN_CAP, type->name, subject_cstr);
+	regstack_xact_lock(REGSTACK_LOCK_CLASS_TOKEN_CAP, type->name,
+					   text_to_cstring(subject));
+	regstack_begin_call(&call);
 	regstack_plan(&trim_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"
 				  " WHERE subject OPERATOR(pg_catalog.=) $1"
@@ -127,37 +121,41 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject)
 	values[0] = PointerGetDatum(subject);
 	values[1] = CStringGetTextDatum(type->name);
 	values[2] = Int32GetDatum(type->max_live_per_subject - 1);
-	if (SPI_execute_plan(trim_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+	CommandCounterIncrement();
+	status = SPI_execute_snapshot(trim_plan, values, NULL, GetLatestSnapshot(),
+								  IsolationUsesXactSnapshot() ?
+								  GetTransactionSnapshot() : InvalidSnapshot,
+								  false, false, 0);
+	if (status != SPI_OK_DELETE)
 		elog(ERROR, "could not trim tokens to the type's cap");
+	regstack_end_call(&call);
 }
 
 /*
- * Store a new token and return it as text allocated in the caller's
- * (pre-SPI) memory context.  Validates the type, its required fields, the
- * mode and the TTL.
+ * Store a new token and return it, palloc'd.  Validates the type, its
+ * required fields, the mode and the TTL.
  */
 char *
 regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 			   const Interval *ttl)
 {
-	static SPIPlanPtr insert_plan = NULL;
-	static const Oid insert_argtypes[14] = {
-		BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID
-	};
-	/* Which field fills each text parameter $3..$11 of the INSERT. */
-	static const RegstackTokenField insert_fields[] = {
-		RS_FIELD_SUBJECT, RS_FIELD_PROVIDER, RS_FIELD_NONCE,
-		RS_FIELD_CODE_VERIFIER, RS_FIELD_CHALLENGE, RS_FIELD_REDIRECT_TO,
-		RS_FIELD_MODE, RS_FIELD_LINKING_USER_ID, RS_FIELD_RESULT,
-		RS_FIELD_PAYLOAD
+	/* Which table column each field is stored in. */
+	static const RegstackTokenColumn field_column[RS_NUM_FIELDS] = {
+		[RS_FIELD_SUBJECT] = RS_COL_SUBJECT,
+		[RS_FIELD_PROVIDER] = RS_COL_PROVIDER,
+		[RS_FIELD_NONCE] = RS_COL_NONCE,
+		[RS_FIELD_CODE_VERIFIER] = RS_COL_CODE_VERIFIER,
+		[RS_FIELD_CHALLENGE] = RS_COL_CHALLENGE_HASH,
+		[RS_FIELD_REDIRECT_TO] = RS_COL_REDIRECT_TO,
+		[RS_FIELD_MODE] = RS_COL_MODE,
+		[RS_FIELD_LINKING_USER_ID] = RS_COL_LINKING_USER_ID,
+		[RS_FIELD_RESULT] = RS_COL_RESULT,
+		[RS_FIELD_PAYLOAD] = RS_COL_PAYLOAD,
 	};
 	RegstackTokenType type = *regstack_token_type(type_name);
-	Datum		values[14];
-	char		nulls[14];
+	Datum		values[RS_NUM_COLS];
+	bool		nulls[RS_NUM_COLS];
 	char	   *token;
-	text	   *token_text;
 	TimestampTz now;
 
 	for (int f = 0; f < RS_NUM_FIELDS; f++)
@@ -184,50 +182,34 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT]);
 
 	token = regstack_new_secret();
-	token_text = cstring_to_text_with_len(token, REGSTACK_TOKEN_CHARS);
 	now = GetCurrentTimestamp();
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = PointerGetDatum(regstack_sha256_bytea(token_text));
-	values[1] = CStringGetTextDatum(type.name);
-	for (int i = 0; i < lengthof(insert_fields); i++)
+	memset(nulls, true, sizeof(nulls));
+	values[RS_COL_TOKEN_HASH - 1] =
+		PointerGetDatum(regstack_sha256_bytea(cstring_to_text_with_len(token, REGSTACK_TOKEN_CHARS)));
+	values[RS_COL_TOKEN_TYPE - 1] = CStringGetTextDatum(type.name);
+	for (int f = 0; f < RS_NUM_FIELDS; f++)
 	{
-		RegstackTokenField f = insert_fields[i];
-		text	   *value = fields->value[f];
+		int			col = field_column[f] - 1;
 
-		if (value == NULL)
-		{
-			values[2 + i] = (Datum) 0;
-			nulls[2 + i] = 'n';
-		}
-		else if (f == RS_FIELD_CHALLENGE)
-			values[2 + i] = PointerGetDatum(regstack_sha256_bytea(value));
-		else
-			values[2 + i] = PointerGetDatum(value);
+		if (fields->value[f] == NULL)
+			continue;
+		values[col] = (f == RS_FIELD_CHALLENGE) ?
+			PointerGetDatum(regstack_sha256_bytea(fields->value[f])) :
+			PointerGetDatum(fields->value[f]);
+		nulls[col] = false;
 	}
-	values[12] = TimestampTzGetDatum(now);
-	values[13] = DirectFunctionCall2(timestamptz_pl_interval,
-									 TimestampTzGetDatum(now),
-									 IntervalPGetDatum(ttl));
+	values[RS_COL_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	values[RS_COL_EXPIRES_AT - 1] = DirectFunctionCall2(timestamptz_pl_interval,
+														TimestampTzGetDatum(now),
+														IntervalPGetDatum(ttl));
+	nulls[RS_COL_TOKEN_HASH - 1] = false;
+	nulls[RS_COL_TOKEN_TYPE - 1] = false;
+	nulls[RS_COL_CREATED_AT - 1] = false;
+	nulls[RS_COL_EXPIRES_AT - 1] = false;
 
-	regstack_plan(&insert_plan,
-				  "INSERT INTO regstack.auth_ephemeral_tokens"
-				  " (token_hash, token_type, subject, provider, nonce,"
-				  "  code_verifier, challenge_hash, redirect_to, mode,"
-				  "  linking_user_id, result, payload, created_at, expires_at)"
-				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-				  "         $13, $14)",
-				  14, insert_argtypes);
-	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert token");
-
-	{
-		char	   *result = SPI_palloc(REGSTACK_TOKEN_CHARS + 1);
-
-		memcpy(result, token, REGSTACK_TOKEN_CHARS + 1);
-		explicit_bzero(token, REGSTACK_TOKEN_CHARS);
-		return result;
-	}
+	regstack_token_insert(values, nulls);
+	return token;
 }
 
 /*
@@ -255,7 +237,6 @@ regstack_issue_token(PG_FUNCTION_ARGS)
 											  NAMEDATALEN - 1, true);
 	Interval   *ttl = regstack_interval_arg(fcinfo, 2, "ttl");
 	RegstackTokenFields fields;
-	RegstackCall call;
 	char	   *token;
 
 	for (int f = 0; f < RS_NUM_FIELDS; f++)
@@ -280,10 +261,7 @@ regstack_issue_token(PG_FUNCTION_ARGS)
 								  false);
 	}
 
-	regstack_begin_call(&call);
 	token = regstack_issue(text_to_cstring(type_name), &fields, ttl);
-	regstack_end_call(&call);
-
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(token, REGSTACK_TOKEN_CHARS));
 }
 
@@ -292,75 +270,49 @@ regstack_issue_token(PG_FUNCTION_ARGS)
  * is live, of that type, and the challenge matches, into the result set.
  */
 static Datum
-tokens_find(FunctionCallInfo fcinfo, bool consume)
+tokens_find(FunctionCallInfo fcinfo, RegstackTokenAction action)
 {
-	static SPIPlanPtr consume_plan = NULL;
-	static SPIPlanPtr peek_plan = NULL;
-	static const Oid find_argtypes[3] = {BYTEAOID, TEXTOID, BYTEAOID};
+	/* The table columns consume_token and peek_token return, in order. */
+	static const RegstackTokenColumn output_columns[] = {
+		RS_COL_TOKEN_TYPE, RS_COL_SUBJECT, RS_COL_PROVIDER, RS_COL_NONCE,
+		RS_COL_CODE_VERIFIER, RS_COL_REDIRECT_TO, RS_COL_MODE,
+		RS_COL_LINKING_USER_ID, RS_COL_RESULT, RS_COL_PAYLOAD,
+		RS_COL_CREATED_AT, RS_COL_EXPIRES_AT
+	};
 	text	   *token = regstack_text_arg(fcinfo, 0, "token",
 										  REGSTACK_MAX_TOKEN_BYTES, true);
-	text	   *type_name = regstack_text_arg(fcinfo, 1, "token_type",
-											  REGSTACK_MAX_TEXT_BYTES, true);
-	text	   *challenge = regstack_text_arg(fcinfo, 2, "challenge",
-											  REGSTACK_MAX_TEXT_BYTES, false);
+	text	   *challenge;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	RegstackCall call;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	SPIPlanPtr	plan;
-	int			expected;
+	RegstackTokenKey key;
+	Datum		row[RS_NUM_COLS];
+	bool		row_nulls[RS_NUM_COLS];
 
+	key.token_type = regstack_text_arg(fcinfo, 1, "token_type",
+									   REGSTACK_MAX_TEXT_BYTES, true);
+	challenge = regstack_text_arg(fcinfo, 2, "challenge",
+								  REGSTACK_MAX_TEXT_BYTES, false);
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* A string of another shape was never issued: no row, no query. */
+	/* A string of another shape was never issued: no row, no lookup. */
 	if (!regstack_token_wellformed(token))
 		return (Datum) 0;
 
-	values[0] = PointerGetDatum(regstack_sha256_bytea(token));
-	values[1] = PointerGetDatum(type_name);
-	if (challenge != NULL)
-		values[2] = PointerGetDatum(regstack_sha256_bytea(challenge));
-	else
-	{
-		values[2] = (Datum) 0;
-		nulls[2] = 'n';
-	}
+	key.token_hash = regstack_sha256_bytea(token);
+	key.check_challenge = true;
+	key.challenge_hash = challenge ? regstack_sha256_bytea(challenge) : NULL;
 
-	regstack_begin_call(&call);
-	if (consume)
+	if (regstack_token_apply(&key, action, NULL, row, row_nulls))
 	{
-		plan = regstack_plan(&consume_plan,
-							 "DELETE FROM regstack.auth_ephemeral_tokens WHERE"
-							 TOKENS_LIVE_QUAL TOKENS_CHALLENGE_QUAL
-							 " RETURNING " TOKENS_ROW_COLUMNS,
-							 3, find_argtypes);
-		expected = SPI_OK_DELETE_RETURNING;
-	}
-	else
-	{
-		plan = regstack_plan(&peek_plan,
-							 "SELECT " TOKENS_ROW_COLUMNS
-							 " FROM regstack.auth_ephemeral_tokens WHERE"
-							 TOKENS_LIVE_QUAL TOKENS_CHALLENGE_QUAL,
-							 3, find_argtypes);
-		expected = SPI_OK_SELECT;
-	}
-	if (SPI_execute_plan(plan, values, nulls, !consume, 1) != expected)
-		elog(ERROR, "could not look up token");
+		Datum		values[lengthof(output_columns)];
+		bool		nulls[lengthof(output_columns)];
 
-	if (SPI_processed == 1)
-	{
-		HeapTuple	row = SPI_tuptable->vals[0];
-
-		/*
-		 * Copy out-of-line values now: the TOAST rows of a deleted token go
-		 * with it and must not be read after this command.
-		 */
-		if (HeapTupleHasExternal(row))
-			row = toast_flatten_tuple(row, SPI_tuptable->tupdesc);
-		tuplestore_puttuple(rsinfo->setResult, row);
+		for (int i = 0; i < lengthof(output_columns); i++)
+		{
+			values[i] = row[output_columns[i] - 1];
+			nulls[i] = row_nulls[output_columns[i] - 1];
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	regstack_end_call(&call);
 	return (Datum) 0;
 }
 
@@ -368,50 +320,39 @@ tokens_find(FunctionCallInfo fcinfo, bool consume)
 Datum
 regstack_consume_token(PG_FUNCTION_ARGS)
 {
-	return tokens_find(fcinfo, true);
+	return tokens_find(fcinfo, RS_TOKEN_DELETE);
 }
 
 /* peek_token(token, token_type, challenge): the row, leaving it in place. */
 Datum
 regstack_peek_token(PG_FUNCTION_ARGS)
 {
-	return tokens_find(fcinfo, false);
+	return tokens_find(fcinfo, RS_TOKEN_FETCH);
 }
 
 /* attach_result(token, token_type, result): store result on a live token. */
 Datum
 regstack_attach_result(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr attach_plan = NULL;
-	static const Oid attach_argtypes[3] = {BYTEAOID, TEXTOID, TEXTOID};
 	text	   *token = regstack_text_arg(fcinfo, 0, "token",
 										  REGSTACK_MAX_TOKEN_BYTES, true);
-	text	   *type_name = regstack_text_arg(fcinfo, 1, "token_type",
-											  REGSTACK_MAX_TEXT_BYTES, true);
-	text	   *result = regstack_text_arg(fcinfo, 2, "result",
-										   TOKENS_MAX_RESULT_BYTES, true);
-	RegstackCall call;
-	Datum		values[3];
-	bool		attached;
+	text	   *result;
+	RegstackTokenKey key;
+	Datum		row[RS_NUM_COLS];
+	bool		row_nulls[RS_NUM_COLS];
 
+	key.token_type = regstack_text_arg(fcinfo, 1, "token_type",
+									   REGSTACK_MAX_TEXT_BYTES, true);
+	result = regstack_text_arg(fcinfo, 2, "result", TOKENS_MAX_RESULT_BYTES,
+							   true);
 	if (!regstack_token_wellformed(token))
 		PG_RETURN_BOOL(false);
 
-	values[0] = PointerGetDatum(regstack_sha256_bytea(token));
-	values[1] = PointerGetDatum(type_name);
-	values[2] = PointerGetDatum(result);
-
-	regstack_begin_call(&call);
-	regstack_plan(&attach_plan,
-				  "UPDATE regstack.auth_ephemeral_tokens SET result = $3 WHERE"
-				  TOKENS_LIVE_QUAL,
-				  3, attach_argtypes);
-	if (SPI_execute_plan(attach_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not attach result to token");
-	attached = (SPI_processed == 1);
-	regstack_end_call(&call);
-
-	PG_RETURN_BOOL(attached);
+	key.token_hash = regstack_sha256_bytea(token);
+	key.check_challenge = false;
+	key.challenge_hash = NULL;
+	PG_RETURN_BOOL(regstack_token_apply(&key, RS_TOKEN_SET_RESULT, result,
+										row, row_nulls));
 }
 
 /* revoke_tokens(subject, token_type): delete a subject's live tokens. */

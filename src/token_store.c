@@ -1,0 +1,290 @@
+/*-------------------------------------------------------------------------
+ *
+ * token_store.c
+ *	  Direct heap and index access to regstack.auth_ephemeral_tokens.
+ *
+ * issue_token, consume_token, peek_token and attach_result are the hot path.
+ * Going through SPI would mean a cached plan per statement, and a generic
+ * plan made while the table was small is a sequential scan that stays one
+ * as the table grows.  So these functions probe the primary-key index and
+ * work on the heap tuple directly, with the semantics of the SQL statement
+ * each replaces:
+ *	- find: the row visible to a fresh snapshot (taken after a command
+ *	  counter increment, as SPI does before each statement);
+ *	- delete/update: table_tuple_delete/_update, waiting for a concurrent
+ *	  writer.  If the row was concurrently updated (attach_result) and we
+ *	  are in READ COMMITTED, we look the token up again and re-check it, as
+ *	  EvalPlanQual does for DELETE; if it was concurrently deleted the token
+ *	  is gone.  In REPEATABLE READ and SERIALIZABLE both are serialization
+ *	  failures (40001), exactly as for DELETE ... RETURNING.
+ *	- insert: table_tuple_insert plus ExecInsertIndexTuples, so every index
+ *	  of the table, including any a DBA adds, gets its entry, and unique
+ *	  violations are reported as usual.
+ * The index and heap access methods take the predicate locks SERIALIZABLE
+ * needs, and heap_delete/heap_insert WAL-log and TOAST as usual.
+ *
+ * Writes refuse to run in a read-only transaction (25006), as the executor
+ * does for INSERT/UPDATE/DELETE; that also covers hot standbys.
+ *
+ * No permission is checked here: callers are SQL functions an application
+ * may only reach through EXECUTE.  Triggers, rules and row security on the
+ * table are not applied (it is regstack's own table; see the README).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "regstack.h"
+
+#include "access/genam.h"
+#include "access/heaptoast.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/* Is the varlena datum equal to len bytes at data? */
+static bool
+store_bytes_equal(Datum value, const char *data, Size len)
+{
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+
+	return VARSIZE_ANY_EXHDR(v) == len && memcmp(VARDATA_ANY(v), data, len) == 0;
+}
+
+/* Does the row in values/nulls satisfy the type, expiry and challenge of key? */
+static bool
+store_row_matches(const RegstackTokenKey *key, const Datum *values,
+				  const bool *nulls)
+{
+	if (!store_bytes_equal(values[RS_COL_TOKEN_TYPE - 1],
+						   VARDATA_ANY(key->token_type),
+						   VARSIZE_ANY_EXHDR(key->token_type)))
+		return false;
+	if (!(DatumGetTimestampTz(values[RS_COL_EXPIRES_AT - 1]) > GetCurrentTimestamp()))
+		return false;
+	if (key->check_challenge && !nulls[RS_COL_CHALLENGE_HASH - 1])
+	{
+		if (key->challenge_hash == NULL ||
+			!store_bytes_equal(values[RS_COL_CHALLENGE_HASH - 1],
+							   VARDATA_ANY(key->challenge_hash),
+							   VARSIZE_ANY_EXHDR(key->challenge_hash)))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Probe the primary key for token_hash under snapshot; on a hit, copy the
+ * row (TOAST values fetched now, while still visible) into values/nulls and
+ * its TID into tid.
+ */
+static bool
+store_find(Relation rel, Relation pk_index, Snapshot snapshot,
+		   const bytea *token_hash, Datum *values, bool *nulls,
+		   ItemPointer tid)
+{
+	ScanKeyData scankey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		found;
+
+	ScanKeyInit(&scankey, 1, BTEqualStrategyNumber, F_BYTEAEQ,
+				PointerGetDatum(token_hash));
+	scan = index_beginscan(rel, pk_index, snapshot, 1, 0);
+	index_rescan(scan, &scankey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		should_free;
+		HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+		if (HeapTupleHasExternal(row))
+			row = toast_flatten_tuple(row, RelationGetDescr(rel));
+		else
+			row = heap_copytuple(row);
+		heap_deform_tuple(row, RelationGetDescr(rel), values, nulls);
+		*tid = slot->tts_tid;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/* Insert index entries for the tuple in slot into every index of rel. */
+static void
+store_insert_index_entries(Relation rel, TupleTableSlot *slot, bool update)
+{
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
+
+	/* Range-table index 0: no query, so no updated-column set to consult. */
+	InitResultRelInfo(result_rel, rel, 0, NULL, 0);
+	ExecOpenIndices(result_rel, false);
+	(void) ExecInsertIndexTuples(result_rel, slot, estate, update, false,
+								 NULL, NIL);
+	ExecCloseIndices(result_rel);
+	FreeExecutorState(estate);
+}
+
+/* Replace the row at tid by values with result set; like UPDATE. */
+static TM_Result
+store_update_result(Relation rel, ItemPointer tid, Snapshot snapshot,
+					Datum *values, bool *nulls, text *new_result,
+					TM_FailureData *tmfd)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+													&TTSOpsVirtual);
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	TM_Result	result;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RS_NUM_COLS);
+	for (int i = RS_NUM_COLS; i < RelationGetDescr(rel)->natts; i++)
+		slot->tts_isnull[i] = true;
+	slot->tts_values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
+	slot->tts_isnull[RS_COL_RESULT - 1] = false;
+	ExecStoreVirtualTuple(slot);
+
+	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true),
+								snapshot, InvalidSnapshot, true, tmfd,
+								&lockmode, &update_indexes);
+	if (result == TM_Ok && update_indexes)
+		store_insert_index_entries(rel, slot, true);
+	if (result == TM_Ok)
+	{
+		values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
+		nulls[RS_COL_RESULT - 1] = false;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return result;
+}
+
+/*
+ * Decide what a failed delete or update means.  Returns true when the
+ * token should be looked up again (READ COMMITTED, concurrently updated);
+ * false when it is gone; raises a serialization failure where DELETE would.
+ */
+static bool
+store_after_conflict(TM_Result result)
+{
+	switch (result)
+	{
+		case TM_SelfModified:
+			/* Already deleted or changed by this very command. */
+			return false;
+		case TM_Updated:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			return true;
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent delete")));
+			return false;
+		default:
+			elog(ERROR, "unexpected result %d from a token delete or update",
+				 (int) result);
+	}
+	pg_unreachable();
+}
+
+/*
+ * Find the live token that matches key and apply action to it.  On success
+ * values/nulls (RS_NUM_COLS each) hold the row: as found for FETCH and
+ * DELETE, with the new result for SET_RESULT.  Returns false when there is
+ * no such live token (or a concurrent caller took it first).
+ */
+bool
+regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
+					 text *new_result, Datum *values, bool *nulls)
+{
+	LOCKMODE	lockmode = (action == RS_TOKEN_FETCH) ? AccessShareLock : RowExclusiveLock;
+	Relation	rel;
+	Relation	pk_index;
+	Datum		row_values[MaxTupleAttributeNumber];
+	bool		row_nulls[MaxTupleAttributeNumber];
+	bool		done = false;
+
+	if (action == RS_TOKEN_DELETE)
+		PreventCommandIfReadOnly("consume_token()");
+	else if (action == RS_TOKEN_SET_RESULT)
+		PreventCommandIfReadOnly("attach_result()");
+	rel = table_open(regstack_tokens_relid(), lockmode);
+	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
+
+	for (;;)
+	{
+		Snapshot	snapshot;
+		ItemPointerData tid;
+		TM_FailureData tmfd;
+		TM_Result	result = TM_Ok;
+		bool		retry = false;
+
+		/* Like SPI before a statement: see this transaction's own work. */
+		CommandCounterIncrement();
+		snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+		if (store_find(rel, pk_index, snapshot, key->token_hash,
+					   row_values, row_nulls, &tid) &&
+			store_row_matches(key, row_values, row_nulls))
+		{
+			if (action == RS_TOKEN_DELETE)
+				result = table_tuple_delete(rel, &tid, GetCurrentCommandId(true),
+											snapshot, InvalidSnapshot, true,
+											&tmfd, false);
+			else if (action == RS_TOKEN_SET_RESULT)
+				result = store_update_result(rel, &tid, snapshot, row_values,
+											 row_nulls, new_result, &tmfd);
+			if (result == TM_Ok)
+				done = true;
+			else
+				retry = store_after_conflict(result);
+		}
+		UnregisterSnapshot(snapshot);
+		if (!retry)
+			break;
+	}
+
+	if (done)
+	{
+		memcpy(values, row_values, sizeof(Datum) * RS_NUM_COLS);
+		memcpy(nulls, row_nulls, sizeof(bool) * RS_NUM_COLS);
+	}
+	index_close(pk_index, NoLock);
+	table_close(rel, NoLock);
+	return done;
+}
+
+/* Insert one row (RS_NUM_COLS values) with entries in every index. */
+void
+regstack_token_insert(const Datum *values, const bool *nulls)
+{
+	Relation	rel;
+	TupleTableSlot *slot;
+
+	PreventCommandIfReadOnly("issue_token()");
+	rel = table_open(regstack_tokens_relid(), RowExclusiveLock);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RS_NUM_COLS);
+	for (int i = RS_NUM_COLS; i < RelationGetDescr(rel)->natts; i++)
+		slot->tts_isnull[i] = true;
+	ExecStoreVirtualTuple(slot);
+
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	store_insert_index_entries(rel, slot, false);
+
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+}

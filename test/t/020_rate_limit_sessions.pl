@@ -1,0 +1,92 @@
+# Rate limits under real concurrency: 32 sessions hammer one key.
+#
+#  1. max 10 in an hour, 640 calls from 32 sessions: exactly 10 allowed.
+#  2. max 10 in a 1-second sliding window for 4 seconds: in no window of
+#     one second do the recorded events exceed 10, and the limit is reached.
+#
+# The sessions run as an application role that has only EXECUTE on the
+# functions, as in production.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('rate_limit_sessions');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'regstack'
+max_connections = 60
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION regstack;
+CREATE ROLE app LOGIN;
+GRANT USAGE ON SCHEMA regstack TO app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA regstack TO app;
+CREATE TABLE results (allowed boolean, remaining int);
+GRANT INSERT ON results TO app;
+});
+
+# 1. 32 sessions x 20 calls on one key, max 10 per hour.
+$node->pgbench(
+	'--no-vacuum --client=32 --jobs=4 --transactions=20 --username=app',
+	0,
+	[qr{processed: 640/640}],
+	[qr{^$}],
+	'32 sessions hammer one key',
+	{
+		'020_one_key.sql' => q{
+INSERT INTO results
+SELECT allowed, remaining
+  FROM regstack.rate_limit_check('hot', 'tap', 10, '1 hour');
+}
+	});
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM results'),
+	'640', 'every call answered');
+is($node->safe_psql('postgres',
+		'SELECT count(*) FROM results WHERE allowed'),
+	'10', 'exactly 10 of 640 calls allowed');
+is($node->safe_psql('postgres',
+		'SELECT string_agg(remaining::text, \',\' ORDER BY remaining DESC) FROM results WHERE allowed'),
+	'9,8,7,6,5,4,3,2,1,0', 'each allowed call saw the ones before it');
+is($node->safe_psql('postgres',
+		"SELECT count(*), min(seq), max(seq) FROM regstack.auth_rate_limit_events WHERE key = 'hot'"),
+	'10|0|9', 'exactly 10 events recorded, numbered 0..9');
+
+# 2. A sliding window under load: max 10 per second, for 4 seconds.
+$node->pgbench(
+	'--no-vacuum --client=32 --jobs=4 --time=4 --username=app',
+	0,
+	[qr{processed: [1-9]}],
+	[qr{^$}],
+	'32 sessions on a 1-second window',
+	{
+		'020_sliding.sql' => q{
+SELECT allowed FROM regstack.rate_limit_check('slide', 'tap', 10, '1 second');
+}
+	});
+
+my $worst = $node->safe_psql('postgres', q{
+SELECT max(n) FROM (
+  SELECT count(*) OVER (ORDER BY occurred_at
+                        RANGE BETWEEN '999999 microseconds' PRECEDING AND CURRENT ROW) AS n
+    FROM regstack.auth_rate_limit_events WHERE key = 'slide') AS w
+});
+is($worst, '10', 'no 1-second window holds more than 10 events, and 10 is reached');
+my $total = $node->safe_psql('postgres',
+	"SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key = 'slide'");
+cmp_ok($total, '>=', 30, "events allowed over 4 seconds ($total)");
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM (
+  SELECT seq, occurred_at, lag(occurred_at) OVER (ORDER BY seq) AS prev,
+         lag(seq) OVER (ORDER BY seq) AS prev_seq
+    FROM regstack.auth_rate_limit_events WHERE key = 'slide') AS s
+ WHERE occurred_at < prev OR seq <> prev_seq + 1
+}), '0', 'seq is gapless and occurred_at never decreases along it');
+
+$node->stop;
+done_testing();
