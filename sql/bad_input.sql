@@ -88,3 +88,16 @@ SELECT pg_temp.err($$SELECT regstack.revoke_tokens('a', '')$$);
 -- Nothing above left a row behind except the calls that succeeded.
 SELECT token_type, count(*) FROM regstack.auth_ephemeral_tokens GROUP BY 1 ORDER BY 1;
 TRUNCATE regstack.auth_ephemeral_tokens;
+
+-- In a read-only transaction (as on a hot standby) writes are refused with
+-- 25006, reads work.
+SELECT regstack.issue_token('pre_auth', subject => 'ro') AS tok \gset
+BEGIN READ ONLY;
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token('$$ || :'tok' || $$', 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result('$$ || :'tok' || $$', 'pre_auth', 'r')$$);
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('ro')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.purge_expired()$$);
+SELECT subject FROM regstack.peek_token(:'tok', 'pre_auth');
+COMMIT;
+SELECT subject FROM regstack.consume_token(:'tok', 'pre_auth');

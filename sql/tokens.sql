@@ -118,5 +118,11 @@ SELECT length(regstack.issue_token('pre_auth', subject => 'grace'));
 ROLLBACK;
 SELECT count(*) AS after_rollback FROM regstack.auth_ephemeral_tokens WHERE subject = 'grace';
 
+-- A token is visible to peek and consume within the statement that issued it.
+SELECT subject FROM regstack.peek_token(
+    regstack.issue_token('pre_auth', subject => 'heidi'), 'pre_auth');
+SELECT subject FROM regstack.consume_token(
+    regstack.issue_token('pre_auth', subject => 'ivan'), 'pre_auth');
+
 TRUNCATE regstack.auth_ephemeral_tokens;
 DROP EXTENSION pgcrypto;

@@ -22,8 +22,8 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	regstack_rate_limits_define_settings();
 	/* Reloadable settings: defined in every process that loads regstack. */
+	regstack_rate_limits_define_settings();
 	regstack_reaper_define_settings();
 
 	/*

@@ -1,8 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * registry.c
- *	  The trigger behind regstack's registry tables (token_types, and the
- *	  rate-limit policies): cache invalidation and shipped-row bookkeeping.
+ *	  regstack's registry tables (token_types, rate_limit_policies): the
+ *	  per-backend cache of their rows, and the trigger that keeps it and
+ *	  pg_dump right.
+ *
+ * Cache.  Callers need a registry row on every call, so each backend loads
+ * a registry table once (as the table owner, through SPI) into an array
+ * sorted bytewise by key, and finds rows by binary search.  A relcache
+ * callback marks the cache stale when the table is invalidated; the next
+ * lookup reloads it: in the same transaction for the backend that changed
+ * the table, at its next transaction for every other one.  Entries stay
+ * valid until the next lookup in the same cache.
  *
  * Registry tables carry a boolean column "builtin", true on the rows the
  * extension script ships.  pg_dump keeps only rows WHERE NOT builtin (see
@@ -24,12 +33,117 @@
 #include "access/htup_details.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "catalog/namespace.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(regstack_registry_trigger);
+
+/* Mark a cache stale when its table (or every relation) was invalidated. */
+static void
+registry_relcache_callback(Datum arg, Oid relid)
+{
+	RegstackRegistryCache *cache = (RegstackRegistryCache *) DatumGetPointer(arg);
+
+	if (relid == InvalidOid || relid == cache->relid)
+	{
+		cache->valid = false;
+		cache->invalidations++;
+	}
+}
+
+/* Read every row of the cache's table, as the table owner. */
+static void
+registry_load(RegstackRegistryCache *cache)
+{
+	RegstackCall call;
+	MemoryContext old_context;
+	uint64		invalidations_before;
+
+	if (cache->context == NULL)
+	{
+		CacheRegisterRelcacheCallback(registry_relcache_callback,
+									  PointerGetDatum(cache));
+		cache->context = AllocSetContextCreate(TopMemoryContext,
+											   "regstack registry cache",
+											   ALLOCSET_SMALL_SIZES);
+	}
+	MemoryContextReset(cache->context);
+	cache->entries = NULL;
+	cache->count = 0;
+
+	regstack_begin_call(&call);
+	/* An invalidation that arrives while we read leaves the cache stale. */
+	invalidations_before = cache->invalidations;
+	cache->relid = get_relname_relid(cache->relname,
+									 get_namespace_oid("regstack", false));
+	regstack_plan(&cache->load_plan, cache->load_sql, 0, NULL);
+	if (SPI_execute_plan(cache->load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read regstack.%s", cache->relname);
+
+	old_context = MemoryContextSwitchTo(cache->context);
+	cache->entries = palloc0(cache->entry_size * Max(SPI_processed, 1));
+	MemoryContextSwitchTo(old_context);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *entry = (char *) cache->entries + i * cache->entry_size;
+		bool		isnull;
+
+		/* Column 1 is the key; the table's CHECK keeps it under 64 bytes. */
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc,
+															1, &isnull)),
+							   entry, NAMEDATALEN);
+		cache->decode(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry);
+	}
+	cache->count = (int) SPI_processed;
+	regstack_end_call(&call);
+	cache->valid = (cache->invalidations == invalidations_before);
+}
+
+/* Reload the cache if a change made it stale. */
+void
+regstack_registry_refresh(RegstackRegistryCache *cache)
+{
+	if (!cache->valid)
+		registry_load(cache);
+}
+
+/* Compare a key with the key that starts a cached entry, for bsearch. */
+static int
+registry_compare(const void *key, const void *entry)
+{
+	return strcmp((const char *) key, (const char *) entry);
+}
+
+/* The cached entry whose key is key, or NULL. */
+const void *
+regstack_registry_find(RegstackRegistryCache *cache, const char *key)
+{
+	regstack_registry_refresh(cache);
+	if (cache->count == 0)
+		return NULL;
+	return bsearch(key, cache->entries, cache->count, cache->entry_size,
+				   registry_compare);
+}
+
+/* The keys of all cached entries, comma-separated, for error hints. */
+char *
+regstack_registry_keys(RegstackRegistryCache *cache)
+{
+	StringInfoData keys;
+
+	regstack_registry_refresh(cache);
+	initStringInfo(&keys);
+	for (int i = 0; i < cache->count; i++)
+		appendStringInfo(&keys, "%s%s", i > 0 ? ", " : "",
+						 (const char *) cache->entries + i * cache->entry_size);
+	return keys.data;
+}
 
 /* Delete the shipped row whose key equals the key of new_row, if any. */
 static void

@@ -100,6 +100,42 @@ extern Interval *regstack_interval_arg(FunctionCallInfo fcinfo, int argno,
 /* interval a < interval b, with PostgreSQL's interval ordering. */
 extern bool regstack_interval_lt(const Interval *a, const Interval *b);
 
+/* ---- registry.c: per-backend caches of the registry tables ---- */
+
+/*
+ * A registry table cached per backend.  Callers define one statically with
+ * the first four members set; load_sql selects the key (text, column 1)
+ * first and orders by it COLLATE "C"; each entry starts with the key as
+ * char[NAMEDATALEN], and decode fills the rest of the entry from a row.
+ */
+typedef struct RegstackRegistryCache
+{
+	const char *relname;		/* table in schema regstack */
+	const char *load_sql;
+	Size		entry_size;
+	void		(*decode) (HeapTuple row, TupleDesc desc, void *entry);
+	/* state, managed by registry.c */
+	MemoryContext context;
+	void	   *entries;
+	int			count;
+	bool		valid;
+	uint64		invalidations;
+	Oid			relid;
+	SPIPlanPtr	load_plan;
+} RegstackRegistryCache;
+
+#define REGSTACK_REGISTRY_CACHE(relname, load_sql, entry_type, decode) \
+	{ (relname), (load_sql), sizeof(entry_type), (decode), \
+	  NULL, NULL, 0, false, 0, InvalidOid, NULL }
+
+/* Reload the cache if stale (runs as the table owner, any context). */
+extern void regstack_registry_refresh(RegstackRegistryCache *cache);
+/* The entry with that key, or NULL; valid until the next lookup. */
+extern const void *regstack_registry_find(RegstackRegistryCache *cache,
+										  const char *key);
+/* All keys, comma-separated, palloc'd: for error hints. */
+extern char *regstack_registry_keys(RegstackRegistryCache *cache);
+
 /* ---- token_types.c: the cached registry of token types ---- */
 
 /* Fields of a token that a type can require; bit i of required_mask. */
@@ -199,6 +235,17 @@ extern char *regstack_issue(const char *type_name,
 /* Delete up to limit expired tokens (limit <= 0: all); return how many. */
 extern int64 regstack_purge_tokens(int64 limit);
 
+/*
+ * The reaper's batch: delete up to limit expired tokens whose ctid lies
+ * after *after and before block stop_block (skipping rows locked by others
+ * when skip_locked, else waiting for them); move *after to the last one
+ * deleted; *nblocks gets the table's size.  Returns how many.
+ */
+extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
+										 BlockNumber stop_block,
+										 bool skip_locked,
+										 BlockNumber *nblocks);
+
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
 /* Longest key rate_limit_* accept, in bytes (22001 beyond). */
@@ -245,15 +292,6 @@ extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
 
 /* Comma-separated event types that have a policy, palloc'd. */
 extern char *regstack_rate_limit_policy_names(void);
-
-/*
- * The reaper's batch: delete up to limit expired tokens whose ctid lies
- * after *after and before block stop_block; move *after to the last one
- * deleted; *nblocks gets the table's size.  Returns how many.
- */
-extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
-										 BlockNumber stop_block,
-										 BlockNumber *nblocks);
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

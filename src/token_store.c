@@ -23,6 +23,9 @@
  * The index and heap access methods take the predicate locks SERIALIZABLE
  * needs, and heap_delete/heap_insert WAL-log and TOAST as usual.
  *
+ * Writes refuse to run in a read-only transaction (25006), as the executor
+ * does for INSERT/UPDATE/DELETE; that also covers hot standbys.
+ *
  * No permission is checked here: callers are SQL functions an application
  * may only reach through EXECUTE.  Triggers, rules and row security on the
  * table are not applied (it is regstack's own table; see the README).
@@ -38,6 +41,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -205,11 +209,18 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 					 text *new_result, Datum *values, bool *nulls)
 {
 	LOCKMODE	lockmode = (action == RS_TOKEN_FETCH) ? AccessShareLock : RowExclusiveLock;
-	Relation	rel = table_open(regstack_tokens_relid(), lockmode);
-	Relation	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
+	Relation	rel;
+	Relation	pk_index;
 	Datum		row_values[MaxTupleAttributeNumber];
 	bool		row_nulls[MaxTupleAttributeNumber];
 	bool		done = false;
+
+	if (action == RS_TOKEN_DELETE)
+		PreventCommandIfReadOnly("consume_token()");
+	else if (action == RS_TOKEN_SET_RESULT)
+		PreventCommandIfReadOnly("attach_result()");
+	rel = table_open(regstack_tokens_relid(), lockmode);
+	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
 
 	for (;;)
 	{
@@ -220,8 +231,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		bool		retry = false;
 
 		/* Like SPI before a statement: see this transaction's own work. */
-		if (action != RS_TOKEN_FETCH)
-			CommandCounterIncrement();
+		CommandCounterIncrement();
 		snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 		if (store_find(rel, pk_index, snapshot, key->token_hash,
@@ -259,10 +269,12 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 void
 regstack_token_insert(const Datum *values, const bool *nulls)
 {
-	Relation	rel = table_open(regstack_tokens_relid(), RowExclusiveLock);
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-													&TTSOpsVirtual);
+	Relation	rel;
+	TupleTableSlot *slot;
 
+	PreventCommandIfReadOnly("issue_token()");
+	rel = table_open(regstack_tokens_relid(), RowExclusiveLock);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
 	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RS_NUM_COLS);

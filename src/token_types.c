@@ -3,30 +3,20 @@
  * token_types.c
  *	  The registry of token types (regstack.token_types), cached per backend.
  *
- * issue_token needs a type's TTLs, required fields and cap on every call.
- * Reading the table each time would cost a query per token, so the rows are
- * loaded once into backend memory.  The registry trigger (registry.c) sends
- * a relcache invalidation for the table whenever a statement changes it; our
- * callback then marks the cache stale and the next lookup reloads it, in the
- * same transaction for the backend that made the change and at its next
- * transaction for every other backend.
- *
- * Loading runs as the table owner inside SPI (regstack_begin_call()); a
- * cache hit costs a few string comparisons.  A returned entry stays valid
- * until the next regstack_token_type() call.
+ * issue_token needs a type's TTLs, required fields and cap on every call;
+ * the rows are cached per backend by registry.c and reloaded when the
+ * registry trigger reports a change.  A returned entry stays valid until
+ * the next regstack_token_type() call.
  *
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
 
-#include "catalog/namespace.h"
+#include <stddef.h>
+
 #include "catalog/pg_type.h"
-#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
 
 const char *const regstack_field_names[RS_NUM_FIELDS] = {
 	[RS_FIELD_SUBJECT] = "subject",
@@ -40,26 +30,6 @@ const char *const regstack_field_names[RS_NUM_FIELDS] = {
 	[RS_FIELD_RESULT] = "result",
 	[RS_FIELD_PAYLOAD] = "payload",
 };
-
-/* The cached rows, sorted by name, and whether they are still current. */
-static MemoryContext token_types_context = NULL;
-static RegstackTokenType *token_types_entries = NULL;
-static int	token_types_count = 0;
-static bool token_types_valid = false;
-static uint64 token_types_invalidations = 0;
-static Oid	token_types_relid = InvalidOid;
-static bool token_types_callback_registered = false;
-
-/* Mark the cache stale when regstack.token_types (or everything) changed. */
-static void
-token_types_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == token_types_relid)
-	{
-		token_types_valid = false;
-		token_types_invalidations++;
-	}
-}
 
 /* Bit mask of the fields named in a text[] of required fields. */
 static uint32
@@ -90,103 +60,46 @@ token_types_required_mask(Datum array_datum)
 	return mask;
 }
 
-/* Read every row of regstack.token_types into the cache. */
+/* Fill a cache entry (after its name) from a row of the load query. */
 static void
-token_types_load(void)
+token_types_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
 {
-	static SPIPlanPtr load_plan = NULL;
-	SPITupleTable *rows;
-	MemoryContext old_context;
-	uint64		invalidations_before;
+	RegstackTokenType *entry = (RegstackTokenType *) entry_ptr;
+	bool		isnull;
 
-	if (!token_types_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(token_types_relcache_callback, (Datum) 0);
-		token_types_callback_registered = true;
-	}
-	if (token_types_context == NULL)
-		token_types_context = AllocSetContextCreate(TopMemoryContext,
-													"regstack token types",
-													ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(token_types_context);
-	token_types_entries = NULL;
-	token_types_count = 0;
-
-	/* An invalidation that arrives while we read leaves the cache stale. */
-	invalidations_before = token_types_invalidations;
-	token_types_relid = get_relname_relid("token_types",
-										  get_namespace_oid("regstack", false));
-
-	regstack_plan(&load_plan,
-				  "SELECT name, default_ttl, max_ttl, required_fields,"
-				  " COALESCE(max_live_per_subject, 0)"
-				  " FROM regstack.token_types ORDER BY name",
-				  0, NULL);
-	if (SPI_execute_plan(load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read regstack.token_types");
-	rows = SPI_tuptable;
-
-	old_context = MemoryContextSwitchTo(token_types_context);
-	token_types_entries = palloc0(sizeof(RegstackTokenType) *
-								  Max(SPI_processed, 1));
-	MemoryContextSwitchTo(old_context);
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = rows->vals[i];
-		TupleDesc	desc = rows->tupdesc;
-		RegstackTokenType *entry = &token_types_entries[i];
-		bool		isnull;
-
-		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(row, desc, 1, &isnull)),
-							   entry->name, NAMEDATALEN);
-		entry->default_ttl = *DatumGetIntervalP(SPI_getbinval(row, desc, 2, &isnull));
-		entry->max_ttl = *DatumGetIntervalP(SPI_getbinval(row, desc, 3, &isnull));
-		entry->required_mask =
-			token_types_required_mask(SPI_getbinval(row, desc, 4, &isnull));
-		entry->max_live_per_subject =
-			DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
-	}
-	token_types_count = (int) SPI_processed;
-	SPI_freetuptable(rows);
-	token_types_valid = (token_types_invalidations == invalidations_before);
+	entry->default_ttl = *DatumGetIntervalP(SPI_getbinval(row, desc, 2, &isnull));
+	entry->max_ttl = *DatumGetIntervalP(SPI_getbinval(row, desc, 3, &isnull));
+	entry->required_mask =
+		token_types_required_mask(SPI_getbinval(row, desc, 4, &isnull));
+	entry->max_live_per_subject = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 }
 
-/* Comma-separated names of all known types, for error hints. */
-static char *
-token_types_known_names(void)
-{
-	StringInfoData names;
+StaticAssertDecl(offsetof(RegstackTokenType, name) == 0,
+				 "registry.c finds entries by a key at offset 0");
 
-	initStringInfo(&names);
-	for (int i = 0; i < token_types_count; i++)
-		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
-						 token_types_entries[i].name);
-	return names.data;
-}
+static RegstackRegistryCache token_types_cache =
+REGSTACK_REGISTRY_CACHE("token_types",
+						"SELECT name, default_ttl, max_ttl, required_fields,"
+						" COALESCE(max_live_per_subject, 0)"
+						" FROM regstack.token_types"
+						" ORDER BY name COLLATE pg_catalog.\"C\"",
+						RegstackTokenType, token_types_decode);
 
 /* The registry entry for name; an error with the known types otherwise. */
 const RegstackTokenType *
 regstack_token_type(const char *name)
 {
-	if (!token_types_valid)
-	{
-		RegstackCall call;
+	const RegstackTokenType *entry = regstack_registry_find(&token_types_cache, name);
+	char	   *known;
 
-		regstack_begin_call(&call);
-		token_types_load();
-		regstack_end_call(&call);
-	}
-
-	for (int i = 0; i < token_types_count; i++)
-		if (strcmp(token_types_entries[i].name, name) == 0)
-			return &token_types_entries[i];
-
+	if (entry != NULL)
+		return entry;
+	known = regstack_registry_keys(&token_types_cache);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown token type \"%s\"", name),
-			 token_types_count > 0 ?
-			 errhint("Known token types: %s.", token_types_known_names()) :
+			 known[0] != '\0' ?
+			 errhint("Known token types: %s.", known) :
 			 errhint("regstack.token_types has no rows.")));
 	pg_unreachable();
 }

@@ -11,6 +11,10 @@ BEGIN
 EXCEPTION WHEN others THEN
     GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                             hint = PG_EXCEPTION_HINT;
-    RETURN state || ': ' || message
-        || CASE WHEN hint <> '' THEN ' (hint: ' || hint || ')' ELSE '' END;
+    -- Qualified operators: search_path.sql runs this under a hostile path.
+    RETURN state OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) message
+        OPERATOR(pg_catalog.||)
+        CASE WHEN hint OPERATOR(pg_catalog.<>) '' THEN
+            ' (hint: ' OPERATOR(pg_catalog.||) hint OPERATOR(pg_catalog.||) ')'
+        ELSE '' END;
 END $$;
