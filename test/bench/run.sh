@@ -257,28 +257,47 @@ EOF
     echo "${out%%|*}"
 }
 
-# The reaper workload: rows/s of the reaper, purge_expired() and the
-# plain-SQL batched delete, each on the same freshly filled table.
+# The server's current WAL position.
+bench_wal_lsn() {
+    bench_psql bench -Atc "SELECT pg_current_wal_lsn()"
+}
+
+# Record the WAL a reaper contender ($1, round $2) wrote since LSN $3, per row.
+bench_record_wal() {
+    bench_record reaper_wal "$1" on "$2" \
+        "$(bench_psql bench -Atc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$3') / $reaper_rows")" \
+        wal_bytes_per_row
+}
+
+# The reaper workload: rows/s of the plain-SQL batched delete,
+# purge_expired() and the reaper, each on the same freshly filled table,
+# and the WAL each writes per row.
 bench_reaper_rows() {
-    local r secs pass
+    local r secs pass lsn
     bench_psql bench -c "CALL bench.make_expired($reaper_rows)"
     for ((r = 1; r <= reaper_rounds; r++)); do
         bench_refill
+        lsn=$(bench_wal_lsn)
         if secs=$(bench_time_sql "CALL bench.plain_batched_delete($batch_size)"); then
             bench_record reaper plain_sql on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
+            bench_record_wal plain_sql "$r" "$lsn"
             printf '  reaper     %-16s round %s: %.2f s\n' plain_sql "$r" "$secs"
         else bench_fail "reaper/plain_sql"; fi
         bench_refill
+        lsn=$(bench_wal_lsn)
         if secs=$(bench_time_sql "SELECT * FROM regstack.purge_expired()"); then
             bench_record reaper purge_expired on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
+            bench_record_wal purge_expired "$r" "$lsn"
             printf '  reaper     %-16s round %s: %.2f s\n' purge_expired "$r" "$secs"
         else bench_fail "reaper/purge_expired"; fi
         if [ "$have_reaper" = 1 ]; then
             bench_refill
+            lsn=$(bench_wal_lsn)
             if secs=$(bench_reap "$reaper_rows"); then
                 pass=${secs#*|}; secs=${secs%|*}
                 bench_record reaper regstack_reaper on "$r" "$(bench_calc "$reaper_rows / $secs")" rows_per_s
                 bench_record reaper regstack_reaper_pass_only on "$r" "$(bench_calc "$reaper_rows / $pass")" rows_per_s
+                bench_record_wal regstack_reaper "$r" "$lsn"
                 printf '  reaper     %-16s round %s: %.2f s from enabling it (its pass: %.2f s)\n' \
                     regstack_reaper "$r" "$secs" "$pass"
             else bench_fail "reaper/regstack_reaper"; fi

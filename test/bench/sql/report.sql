@@ -43,6 +43,7 @@ WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VA
     (10, 'reaper rows/s vs plain batched delete', 'reaper', 'regstack_reaper', 'on', 'reaper', 'plain_sql', 'on', '>=', 1.0),
     (11, 'reaper pass alone (its own start/end) vs plain batched delete (report)', 'reaper', 'regstack_reaper_pass_only', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
     (12, 'purge_expired rows/s vs plain batched delete (report)', 'reaper', 'purge_expired', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
+    (14, 'WAL per row deleted, reaper / plain batched delete (report)', 'reaper_wal', 'regstack_reaper', 'on', 'reaper_wal', 'plain_sql', 'on', NULL, NULL),
     -- Server CPU per transaction, the other way round (lower is better):
     -- how many times regstack's CPU per transaction the other one uses.
     (20, 'server CPU per token pair, plain SQL / regstack, sync off (report)', 'token_pair_cpu', 'plain_sql', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
