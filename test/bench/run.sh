@@ -37,7 +37,7 @@ case $mode in
     full)
         rounds=${BENCH_ROUNDS:-3}; length="-T ${BENCH_SECONDS:-2}"
         reaper_rows=${BENCH_REAPER_ROWS:-1000000}; reaper_rounds=1
-        warmup=1; idle_seconds=4 ;;
+        warmup=1; idle_seconds=5 ;;
     smoke)
         rounds=${BENCH_ROUNDS:-1}; length="-t 10"
         reaper_rows=${BENCH_REAPER_ROWS:-20000}; reaper_rounds=1
@@ -309,14 +309,15 @@ bench_reaper_rows() {
 # measured throughput) idle and while the reaper empties a freshly filled
 # table: pgbench per-transaction logs (-l) in $work/latency; the report
 # computes the percentiles.  pgbench runs long enough to cover the idle
-# period and, by the reaper's own rate measured before, the reaping.
+# period, the reaping (by the reaper's own rate measured before, with
+# room) and some idle time after it.
 bench_reaper_latency() {
     local rate total t_start t_enable t_done secs
     rate=$(awk -F'\t' '$1 == "token_pair" && $2 == "regstack" && $3 == "on" {s += $5; n++}
                        END {r = (n ? s / n : 1000) * 0.3; print (r < 50 ? 50 : int(r))}' "$work/results.tsv")
     total=$(awk -F'\t' -v rows="$reaper_rows" -v idle="$idle_seconds" \
         '$1 == "reaper" && $2 == "regstack_reaper" {r = $5}
-         END {t = idle + 2 + (r ? 1.5 * rows / r : 10); print int(t + 0.999)}' "$work/results.tsv")
+         END {t = idle + 3 + (r ? 1.5 * rows / r : 10); print int(t + 0.999)}' "$work/results.tsv")
     bench_refill
     mkdir -p "$work/latency"
     t_start=$(bench_now)
