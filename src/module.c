@@ -11,16 +11,27 @@
  */
 #include "regstack.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* Define regstack's settings and reserve its prefix. */
+/* Define regstack's settings, start the reaper when preloaded, reserve the prefix. */
 void
 _PG_init(void)
 {
+	/* Reloadable settings: defined in every process that loads regstack. */
 	regstack_rate_limits_define_settings();
+	regstack_reaper_define_settings();
+
+	/*
+	 * Restart-only settings, shared memory and the reaper's launcher exist
+	 * only when preloaded (shared_preload_libraries = 'regstack').
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		regstack_reaper_preload();
+
 	MarkGUCPrefixReserved("regstack");
 }

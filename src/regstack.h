@@ -281,5 +281,29 @@ extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
 
 /* Comma-separated event types that have a policy, palloc'd. */
 extern char *regstack_rate_limit_policy_names(void);
+/*
+ * The reaper's batch: delete up to limit expired tokens whose ctid lies
+ * after *after and before block stop_block (skipping rows locked by others
+ * when skip_locked, else waiting for them); move *after to the last one
+ * deleted; *nblocks gets the table's size.  Returns how many.
+ */
+extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
+										 BlockNumber stop_block,
+										 bool skip_locked,
+										 BlockNumber *nblocks);
+
+/* Delete up to limit stale rate-limit events (limit <= 0: all). */
+extern int64 regstack_purge_events(int64 limit);
+
+/* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
+
+/* Define the reaper's reloadable settings; any process loading regstack. */
+extern void regstack_reaper_define_settings(void);
+
+/*
+ * Define the restart-only settings, reserve shared memory and register the
+ * launcher.  Only while shared_preload_libraries is being processed.
+ */
+extern void regstack_reaper_preload(void);
 
 #endif							/* REGSTACK_H */

@@ -20,7 +20,7 @@ pgver=15
 suites=${SUITES:-regress isolation tap}
 
 . "$src/test/lib/common.sh"
-regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith
+regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith postgresql-$pgver-cron
 
 work=$(mktemp -d /tmp/regstack-check.XXXXXX)
 chmod 755 "$work"

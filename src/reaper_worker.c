@@ -1,0 +1,415 @@
+/*-------------------------------------------------------------------------
+ *
+ * reaper_worker.c
+ *	  The per-database reaper worker: connect, run one pass, exit.
+ *
+ * The launcher starts this worker in one database (bgw_main_arg is its
+ * OID, bgw_extra its name) and waits for it.  The worker never stays
+ * connected between passes, so DROP DATABASE has nothing to wait for
+ * between passes; during a pass it gets out of the way as described below.
+ *
+ * A pass:
+ *	1. deletes expired tokens in batches of regstack.batch_size rows, each
+ *	   batch its own committed transaction, sweeping the table once in ctid
+ *	   order (regstack_purge_tokens_range); within a stretch of
+ *	   WORKER_CHUNK_BLOCKS blocks it goes on while batches come back full;
+ *	2. then deletes stale rate-limit events the same way while batches come
+ *	   back full (regstack_purge_events).
+ * Rows locked by foreground calls are skipped, so the reaper never waits
+ * for a foreground transaction, and a consume_token never waits for the
+ * reaper: it only ever needs live rows, which the reaper does not touch.
+ * Skipping is done cheaply: a tokens batch first runs without row locks
+ * under a very short lock_timeout (WORKER_FAST_LOCK_TIMEOUT); only if it
+ * meets a locked row (or table) is it rolled back and run again with FOR
+ * UPDATE SKIP LOCKED, which costs a second write of every row.
+ *
+ * Before every batch the worker checks, in the batch's transaction:
+ *	- that nobody wants the database to itself: DROP DATABASE, ALTER
+ *	  DATABASE RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE lock
+ *	  the database object before waiting (PostgreSQL 15 waits 5 seconds,
+ *	  and does not signal background workers) for other sessions to leave.
+ *	  The worker tries a RowExclusiveLock on the database object without
+ *	  waiting; if that fails it ends the pass and disconnects, well within
+ *	  those 5 seconds since a batch is short and lock waits are bounded by
+ *	  lock_timeout (WORKER_LOCK_TIMEOUT);
+ *	- that the extension is still installed: after DROP EXTENSION the pass
+ *	  ends quietly and the database's status slot is freed.
+ *
+ * Errors (a lock timeout, a permission problem, the extension dropped
+ * between the check and the batch) end the pass: the error is logged as a
+ * WARNING with its context, recorded in the status slot, and the worker
+ * exits normally; the launcher tries again next naptime.  A worker is never
+ * restarted by the postmaster (BGW_NEVER_RESTART), so there is no crash
+ * loop to fear.
+ *
+ * Signals: SIGTERM (shutdown, pg_terminate_backend, DROP DATABASE ... WITH
+ * (FORCE)) lets the current batch finish, then the worker exits; SIGHUP
+ * reloads the configuration between batches.
+ *
+ * Logging: nothing when a pass deletes nothing; one LOG line per pass that
+ * deleted rows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "reaper.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/*
+ * Blocks one tokens batch may read at most (64 MB with 8 kB blocks): keeps
+ * a statement short when few rows are expired in a large table.
+ */
+#define WORKER_CHUNK_BLOCKS		8192
+
+/*
+ * lock_timeout of the worker's statements: a batch never queues for long
+ * behind an ACCESS EXCLUSIVE lock, so DROP DATABASE (which waits 5 s for
+ * other sessions) is never kept waiting by a worker stuck on a lock.
+ */
+#define WORKER_LOCK_TIMEOUT		"1s"
+
+/*
+ * lock_timeout of a tokens batch's first try, without row locks: a
+ * conflict sends the batch to the FOR UPDATE SKIP LOCKED variant.
+ */
+#define WORKER_FAST_LOCK_TIMEOUT	"10ms"
+
+/* What a pass is deleting. */
+typedef enum WorkerPhase
+{
+	WORKER_TOKENS,
+	WORKER_EVENTS
+} WorkerPhase;
+
+/* The outcome of one batch. */
+typedef enum WorkerBatchResult
+{
+	WORKER_BATCH_DONE,			/* the batch ran and committed */
+	WORKER_BATCH_STOP			/* the pass must end: nothing was done */
+} WorkerBatchResult;
+
+/* The state of a pass, shared with the error context callback. */
+typedef struct WorkerPass
+{
+	Oid			datid;
+	const char *datname;
+	WorkerPhase phase;
+	bool		claimed;		/* status slot claimed (or none available) */
+	ItemPointerData after;		/* tokens: last ctid deleted or skipped to */
+	BlockNumber stop_block;		/* tokens: end of the current stretch */
+	int64		tokens;
+	int64		events;
+	int64		batches;
+} WorkerPass;
+
+/* Error context: which pass, in which database, doing what. */
+static void
+worker_error_context(void *arg)
+{
+	WorkerPass *pass = (WorkerPass *) arg;
+
+	errcontext("regstack reaper deleting %s in database \"%s\"",
+			   pass->phase == WORKER_TOKENS ? "expired tokens" :
+			   "stale rate-limit events",
+			   pass->datname);
+}
+
+/*
+ * True when nobody is waiting to have this database to itself (DROP
+ * DATABASE and the like); then the current transaction holds a
+ * RowExclusiveLock on the database object until it ends.
+ */
+static bool
+worker_database_available(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	return LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * One batch in its own transaction: check the database and the extension,
+ * then delete up to limit rows of the current phase; *deleted gets how
+ * many.  skip_locked chooses the tokens statement (see the file header).
+ */
+static WorkerBatchResult
+worker_batch_run(WorkerPass *pass, int64 limit, bool skip_locked,
+				 int64 *deleted)
+{
+	RegstackCall call;
+	BlockNumber nblocks = 0;
+	bool		no_slot;
+
+	*deleted = 0;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING,
+						   pass->phase == WORKER_TOKENS ?
+						   "regstack reaper: deleting expired tokens" :
+						   "regstack reaper: deleting stale rate-limit events");
+
+	if (!worker_database_available())
+	{
+		ereport(DEBUG1,
+				(errmsg("regstack reaper leaving database \"%s\": another session needs it",
+						pass->datname)));
+		goto stop;
+	}
+	if (!OidIsValid(get_extension_oid("regstack", true)))
+	{
+		regstack_reaper_slot_forget(pass->datid);
+		goto stop;
+	}
+	if (!pass->claimed)
+	{
+		if (!regstack_reaper_slot_begin_pass(pass->datid, &no_slot))
+			goto stop;			/* another worker is reaping here */
+		if (no_slot)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("regstack reaper status table is full; database \"%s\" is reaped but not reported",
+							pass->datname),
+					 errhint("Raise regstack.max_databases.")));
+		pass->claimed = true;
+	}
+
+	regstack_begin_call(&call);
+	if (pass->phase == WORKER_TOKENS)
+		*deleted = regstack_purge_tokens_range(limit, &pass->after,
+											   pass->stop_block, skip_locked,
+											   &nblocks);
+	else
+		*deleted = regstack_purge_events(limit);
+	regstack_end_call(&call);
+
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	regstack_reaper_slot_add(*deleted);
+
+	/* move on in the tokens table: next stretch, or the events */
+	if (pass->phase == WORKER_TOKENS && *deleted < limit)
+	{
+		if (pass->stop_block >= nblocks)
+			pass->phase = WORKER_EVENTS;
+		else
+		{
+			ItemPointerSet(&pass->after, pass->stop_block, 0);
+			pass->stop_block = (pass->stop_block > MaxBlockNumber - WORKER_CHUNK_BLOCKS) ?
+				MaxBlockNumber : pass->stop_block + WORKER_CHUNK_BLOCKS;
+		}
+	}
+	return WORKER_BATCH_DONE;
+
+stop:
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return WORKER_BATCH_STOP;
+}
+
+/*
+ * One batch: for tokens, first without row locks under a short
+ * lock_timeout; on a lock conflict, rolled back and run again skipping
+ * locked rows.  Other errors go up to the pass.
+ */
+static WorkerBatchResult
+worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
+{
+	MemoryContext context = CurrentMemoryContext;
+	volatile WorkerBatchResult result = WORKER_BATCH_STOP;
+	volatile bool conflict = false;
+
+	if (pass->phase != WORKER_TOKENS)
+		return worker_batch_run(pass, limit, true, deleted);
+
+	SetConfigOption("lock_timeout", WORKER_FAST_LOCK_TIMEOUT,
+					PGC_USERSET, PGC_S_SESSION);
+	PG_TRY();
+	{
+		result = worker_batch_run(pass, limit, false, deleted);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FreeErrorData(edata);
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		conflict = true;
+	}
+	PG_END_TRY();
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT,
+					PGC_USERSET, PGC_S_SESSION);
+
+	if (!conflict)
+		return result;
+	return worker_batch_run(pass, limit, true, deleted);
+}
+
+/*
+ * Called in PG_CATCH: log the error (as a WARNING with its context) and
+ * record it, unless it only says that the extension has just been dropped.
+ */
+static void
+worker_report_error(WorkerPass *pass, MemoryContext context)
+{
+	ErrorData  *edata;
+	bool		installed;
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("regstack", true));
+	CommitTransactionCommand();
+
+	if (!installed)
+	{
+		regstack_reaper_slot_forget(pass->datid);
+		FreeErrorData(edata);
+		return;
+	}
+	regstack_reaper_slot_error(edata->message);
+	edata->elevel = WARNING;
+	ThrowErrorData(edata);
+	FreeErrorData(edata);
+}
+
+/* One pass over database datid; returns when done, failed or told to stop. */
+static void
+worker_pass(WorkerPass *pass)
+{
+	MemoryContext context = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+	bool		failed = false;
+
+	PG_TRY();
+	{
+		ErrorContextCallback callback;
+
+		/* pushed inside PG_TRY so that PG_CATCH pops it */
+		callback.callback = worker_error_context;
+		callback.arg = pass;
+		callback.previous = error_context_stack;
+		error_context_stack = &callback;
+
+		for (;;)
+		{
+			int64		limit;
+			int64		deleted;
+			WorkerPhase phase = pass->phase;
+
+			CHECK_FOR_INTERRUPTS();
+			if (ShutdownRequestPending)
+				break;
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+			if (!regstack_reaper_enabled)
+				break;
+
+			limit = regstack_reaper_batch_size;
+			if (worker_batch(pass, limit, &deleted) == WORKER_BATCH_STOP)
+				break;
+			pass->batches++;
+			if (phase == WORKER_TOKENS)
+				pass->tokens += deleted;
+			else
+			{
+				pass->events += deleted;
+				if (deleted < limit)
+					break;
+			}
+		}
+		error_context_stack = callback.previous;
+	}
+	PG_CATCH();
+	{
+		worker_report_error(pass, context);
+		failed = true;
+	}
+	PG_END_TRY();
+
+	if (pass->claimed)
+		regstack_reaper_slot_end_pass();
+
+	if (pass->tokens > 0 || pass->events > 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+		ereport(LOG,
+				(errmsg("regstack reaper deleted " INT64_FORMAT " expired tokens and " INT64_FORMAT " stale rate-limit events in database \"%s\"",
+						pass->tokens, pass->events, pass->datname),
+				 errdetail("%lld batches in %ld.%03d s%s.",
+						   (long long) pass->batches, secs, usecs / 1000,
+						   failed ? ", then the pass failed" : "")));
+	}
+}
+
+/* Entry point of a reaper worker: one pass in one database, then exit 0. */
+void
+regstack_reaper_worker_main(Datum main_arg)
+{
+	WorkerPass	pass;
+	char		datname[NAMEDATALEN];
+
+	memset(&pass, 0, sizeof(pass));
+	pass.datid = DatumGetObjectId(main_arg);
+	memcpy(datname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	datname[NAMEDATALEN - 1] = '\0';
+	pass.datname = datname;
+	pass.phase = WORKER_TOKENS;
+	ItemPointerSet(&pass.after, 0, 0);
+	pass.stop_block = WORKER_CHUNK_BLOCKS;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(pass.datid, InvalidOid, 0);
+
+	SetConfigOption("application_name", "regstack reaper",
+					PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT,
+					PGC_USERSET, PGC_S_SESSION);
+	/* batches are bounded by batch_size and WORKER_CHUNK_BLOCKS instead */
+	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
+	/* always the TID range scan, even when a custom plan sees '(0,0)' */
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
+
+	if (!RecoveryInProgress())
+		worker_pass(&pass);
+
+	proc_exit(0);
+}
