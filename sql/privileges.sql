@@ -12,6 +12,22 @@ CREATE ROLE regress_app;
 GRANT USAGE ON SCHEMA regstack TO regress_app;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA regstack TO regress_app;
 
+-- Every object, not just the ones called below: the role without grants
+-- may execute no function and touch no table or view; the application role
+-- may execute every function and touch no table or view.
+SELECT p.oid::regprocedure AS executable_without_grant
+  FROM pg_proc p WHERE p.pronamespace = 'regstack'::regnamespace
+   AND has_function_privilege('regress_outsider', p.oid, 'EXECUTE');
+SELECT p.oid::regprocedure AS not_executable_by_app
+  FROM pg_proc p WHERE p.pronamespace = 'regstack'::regnamespace
+   AND NOT has_function_privilege('regress_app', p.oid, 'EXECUTE');
+SELECT c.relname AS table_reachable, r.rolname
+  FROM pg_class c, pg_roles r
+ WHERE c.relnamespace = 'regstack'::regnamespace AND c.relkind IN ('r', 'v')
+   AND r.rolname IN ('regress_outsider', 'regress_app')
+   AND has_table_privilege(r.rolname, c.oid,
+                           'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER');
+
 -- No grants: neither the schema, nor the functions, nor the tables.
 SET ROLE regress_outsider;
 SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a')$$);

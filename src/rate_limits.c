@@ -494,9 +494,9 @@ rate_limits_write_state(const RateLimitKey *k, const RateLimitState *state)
  */
 static bool
 rate_limits_advance(const RateLimitKey *k, RateLimitState *state,
-					int64 window_us, TimestampTz now)
+					int64 window_us, TimestampTz now_ts)
 {
-	TimestampTz cutoff = now - window_us;
+	TimestampTz cutoff = now_ts - window_us;
 	int64		first;
 	TimestampTz first_at;
 
@@ -519,25 +519,25 @@ rate_limits_advance(const RateLimitKey *k, RateLimitState *state,
 	state->start_at = first_at;
 	state->window_known = true;
 	state->window_us = window_us;
-	state->clock_at = now;
+	state->clock_at = now_ts;
 	return true;
 }
 
 /* Append one event to the locked *state at time now. */
 static void
 rate_limits_append(const RateLimitKey *k, RateLimitState *state,
-				   TimestampTz now)
+				   TimestampTz now_ts)
 {
-	rate_limits_insert_event(k, state->next_seq, now);
+	rate_limits_insert_event(k, state->next_seq, now_ts);
 	if (state->start_seq >= state->next_seq)
 	{
 		state->start_seq = state->next_seq;
-		state->start_at = now;
+		state->start_at = now_ts;
 	}
 	state->next_seq++;
 	state->has_last = true;
-	state->last_at = now;
-	state->clock_at = now;
+	state->last_at = now_ts;
+	state->clock_at = now_ts;
 }
 
 /*
@@ -642,10 +642,10 @@ rate_limits_key_args(FunctionCallInfo fcinfo, RateLimitKey *k,
 
 /* Whole seconds from now until until, rounded up, as an interval. */
 static Interval *
-rate_limits_seconds_until(TimestampTz until, TimestampTz now)
+rate_limits_seconds_until(TimestampTz until, TimestampTz now_ts)
 {
 	Interval   *result = palloc0(sizeof(Interval));
-	int64		usecs = until - now;
+	int64		usecs = until - now_ts;
 
 	if (usecs > 0)
 		result->time = ((usecs + USECS_PER_SEC - 1) / USECS_PER_SEC) *
@@ -692,7 +692,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 	RegstackCall call;
 	RateLimitState state;
 	TimestampTz clock;
-	TimestampTz now;
+	TimestampTz now_ts;
 	int64		count;
 	bool		moved;
 	bool		allowed;
@@ -780,8 +780,8 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 		if (rate_limits_peek_state(&k, &state))
 		{
 			clock = GetCurrentTimestamp();
-			now = Max(clock, state.clock_at);
-			(void) rate_limits_advance(&k, &state, window_us, now);
+			now_ts = Max(clock, state.clock_at);
+			(void) rate_limits_advance(&k, &state, window_us, now_ts);
 			if (state.next_seq - state.start_seq >= max_events)
 			{
 				values[0] = BoolGetDatum(false);
@@ -791,7 +791,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 																	  window_us,
 																	  clock));
 				values[3] = TimestampTzGetDatum(state.has_last ?
-												state.last_at + window_us : now);
+												state.last_at + window_us : now_ts);
 				regstack_end_call(&call);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 									 values, nulls);
@@ -812,14 +812,14 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 	/* The per-key clock never goes back. */
-	now = Max(clock, state.clock_at);
+	now_ts = Max(clock, state.clock_at);
 
-	moved = rate_limits_advance(&k, &state, window_us, now);
+	moved = rate_limits_advance(&k, &state, window_us, now_ts);
 	count = state.next_seq - state.start_seq;
 	allowed = count < max_events;
 	if (allowed && record)
 	{
-		rate_limits_append(&k, &state, now);
+		rate_limits_append(&k, &state, now_ts);
 		count++;
 	}
 	if ((allowed && record) || moved)
@@ -835,7 +835,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 															  window_us,
 															  clock));
 	values[3] = TimestampTzGetDatum(count > 0 && state.has_last ?
-									state.last_at + window_us : now);
+									state.last_at + window_us : now_ts);
 
 	regstack_end_call(&call);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -849,7 +849,7 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RateLimitKey k;
 	RegstackCall call;
 	RateLimitState state;
-	TimestampTz now;
+	TimestampTz now_ts;
 	int64		next_seq;
 	int64		start_seq;
 
@@ -857,11 +857,11 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 
 	regstack_begin_call(&call);
 	if (!rate_limits_fast_append(&k, false, 0, 0, GetCurrentTimestamp(),
-								 &next_seq, &start_seq, &now))
+								 &next_seq, &start_seq, &now_ts))
 	{
-		(void) rate_limits_lock(&k, false, &state, &now);
-		now = Max(now, state.clock_at);
-		rate_limits_append(&k, &state, now);
+		(void) rate_limits_lock(&k, false, &state, &now_ts);
+		now_ts = Max(now_ts, state.clock_at);
+		rate_limits_append(&k, &state, now_ts);
 		rate_limits_write_state(&k, &state);
 	}
 	regstack_end_call(&call);
@@ -935,7 +935,7 @@ regstack_purge_events(int64 limit)
 	int			npolicies;
 	Datum	   *types;
 	Datum	   *cutoffs;
-	TimestampTz now = GetCurrentTimestamp() - RATE_LIMITS_PURGE_MARGIN;
+	TimestampTz now_ts = GetCurrentTimestamp() - RATE_LIMITS_PURGE_MARGIN;
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int64		deleted;
@@ -947,14 +947,14 @@ regstack_purge_events(int64 limit)
 	for (int i = 0; i < npolicies; i++)
 	{
 		types[i] = CStringGetTextDatum(policies[i].event_type);
-		cutoffs[i] = TimestampTzGetDatum(now - policies[i].within_us);
+		cutoffs[i] = TimestampTzGetDatum(now_ts - policies[i].within_us);
 	}
 	values[1] = PointerGetDatum(construct_array(types, npolicies, TEXTOID,
 												-1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(cutoffs, npolicies,
 												TIMESTAMPTZOID, 8,
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[3] = TimestampTzGetDatum(now -
+	values[3] = TimestampTzGetDatum(now_ts -
 									(int64) rate_limits_event_retention * USECS_PER_SEC);
 	values[0] = Int64GetDatum(limit);
 	if (limit <= 0)

@@ -312,19 +312,19 @@ regstack_reaper_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		TimestampTz now;
+		TimestampTz now_ts;
 		TimestampTz next_round;
 		long		delay;
 
 		CHECK_FOR_INTERRUPTS();
 		launcher_handle_signals(NULL);
 
-		now = GetCurrentTimestamp();
+		now_ts = GetCurrentTimestamp();
 		next_round = TimestampTzPlusMilliseconds(last_round,
 												 regstack_reaper_naptime * 1000L);
-		if (!have_round || now >= next_round)
+		if (!have_round || now_ts >= next_round)
 		{
-			last_round = now;
+			last_round = now_ts;
 			have_round = true;
 
 			/*
@@ -337,7 +337,7 @@ regstack_reaper_launcher_main(Datum main_arg)
 			continue;			/* recompute the deadline with fresh settings */
 		}
 
-		delay = TimestampDifferenceMilliseconds(now, next_round);
+		delay = TimestampDifferenceMilliseconds(now_ts, next_round);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 delay, PG_WAIT_EXTENSION);

@@ -235,17 +235,6 @@ extern char *regstack_issue(const char *type_name,
 /* Delete up to limit expired tokens (limit <= 0: all); return how many. */
 extern int64 regstack_purge_tokens(int64 limit);
 
-/*
- * The reaper's batch: delete up to limit expired tokens whose ctid lies
- * after *after and before block stop_block (skipping rows locked by others
- * when skip_locked, else waiting for them); move *after to the last one
- * deleted; *nblocks gets the table's size.  Returns how many.
- */
-extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
-										 BlockNumber stop_block,
-										 bool skip_locked,
-										 BlockNumber *nblocks);
-
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
 /* Longest key rate_limit_* accept, in bytes (22001 beyond). */
@@ -292,6 +281,19 @@ extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
 
 /* Comma-separated event types that have a policy, palloc'd. */
 extern char *regstack_rate_limit_policy_names(void);
+/*
+ * The reaper's batch: delete up to limit expired tokens whose ctid lies
+ * after *after and before block stop_block (skipping rows locked by others
+ * when skip_locked, else waiting for them); move *after to the last one
+ * deleted; *nblocks gets the table's size.  Returns how many.
+ */
+extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
+										 BlockNumber stop_block,
+										 bool skip_locked,
+										 BlockNumber *nblocks);
+
+/* Delete up to limit stale rate-limit events (limit <= 0: all). */
+extern int64 regstack_purge_events(int64 limit);
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

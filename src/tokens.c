@@ -156,7 +156,7 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 	Datum		values[RS_NUM_COLS];
 	bool		nulls[RS_NUM_COLS];
 	char	   *token;
-	TimestampTz now;
+	TimestampTz now_ts;
 
 	for (int f = 0; f < RS_NUM_FIELDS; f++)
 		if ((type.required_mask & (UINT32_C(1) << f)) &&
@@ -182,7 +182,7 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT]);
 
 	token = regstack_new_secret();
-	now = GetCurrentTimestamp();
+	now_ts = GetCurrentTimestamp();
 
 	memset(nulls, true, sizeof(nulls));
 	values[RS_COL_TOKEN_HASH - 1] =
@@ -199,9 +199,9 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 			PointerGetDatum(fields->value[f]);
 		nulls[col] = false;
 	}
-	values[RS_COL_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	values[RS_COL_CREATED_AT - 1] = TimestampTzGetDatum(now_ts);
 	values[RS_COL_EXPIRES_AT - 1] = DirectFunctionCall2(timestamptz_pl_interval,
-														TimestampTzGetDatum(now),
+														TimestampTzGetDatum(now_ts),
 														IntervalPGetDatum(ttl));
 	nulls[RS_COL_TOKEN_HASH - 1] = false;
 	nulls[RS_COL_TOKEN_TYPE - 1] = false;

@@ -1,10 +1,11 @@
-# No token and no challenge in plaintext in the server log, at
-# log_min_messages = debug1, from anything regstack logs: through the
-# README flows, failing calls and purges.  A statement that fails is logged
-# with its text (log_min_error_statement), which is what the client sent,
-# not something regstack logs: the README says to pass tokens as bind
-# parameters with log_parameter_max_length_on_error = 0.  psql 15 has no
-# \bind, so here the failing calls carry no secret, the others do.
+# No token and no challenge in plaintext at rest (any table row) or in the
+# server log at log_min_messages = debug1 (from anything regstack logs),
+# through the README flows, failing calls and purges.  A statement that
+# fails is logged with its text (log_min_error_statement), which is what
+# the client sent, not something regstack logs: the README says to pass
+# tokens as bind parameters with log_parameter_max_length_on_error = 0.
+# psql 15 has no \bind, so here the failing calls carry no secret, the
+# others do.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -38,6 +39,21 @@ for my $sql (
 }
 my ($pre_auth, $reset, $exchange, $state) = @secrets[1 .. 4];
 like($pre_auth, qr/^[A-Za-z0-9_-]{43}$/, 'tokens were issued');
+
+# At rest: while all four tokens are live, no row of any regstack table
+# holds a token or the challenge in plaintext.
+for my $secret (@secrets)
+{
+    is($node->safe_psql('postgres', qq{
+        SELECT count(*) FROM (
+            SELECT t::text AS r FROM regstack.auth_ephemeral_tokens t
+            UNION ALL SELECT e::text FROM regstack.auth_rate_limit_events e
+            UNION ALL SELECT s::text FROM regstack.auth_rate_limit_state s) AS rows
+         WHERE strpos(r, '$secret') > 0}),
+        '0', 'no table row holds a token or challenge in plaintext');
+}
+is($node->safe_psql('postgres', 'SELECT count(*) FROM regstack.auth_ephemeral_tokens'),
+    '4', 'while the four tokens are live');
 
 # Use them: wrong and right challenges, attach, exchange, reset.
 $session->query_safe(qq{SELECT count(*) FROM regstack.consume_token('$pre_auth', 'pre_auth', 'wrong-cookie')});
