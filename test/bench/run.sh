@@ -394,7 +394,7 @@ bench_machine_json() {
     printf '{"cores": %s, "cpu": "%s", "memory_gib": %s, "kernel": "%s", "postgresql": "%s", "redis": "%s"}' \
         "$(nproc)" "$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)" \
         "$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)" "$(uname -r)" \
-        "$("$bin/postgres" --version | awk '{print $NF}')" \
+        "$("$bin/postgres" --version | awk '{print $3}')" \
         "$(redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')"
 }
 
