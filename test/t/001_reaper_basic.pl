@@ -7,6 +7,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use RegstackTAP;
 
 my $node = PostgreSQL::Test::Cluster->new('reaper_basic');
 $node->init;
@@ -17,18 +20,6 @@ restart_after_crash = on
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION regstack');
-
-# Insert $n tokens that expired a minute ago, straight into the table.
-sub insert_expired
-{
-	my ($n, $tag) = @_;
-	$node->safe_psql('postgres', qq{
-		INSERT INTO regstack.auth_ephemeral_tokens
-		    (token_hash, token_type, subject, created_at, expires_at)
-		SELECT sha256(convert_to('$tag' || i, 'UTF8')), 'pre_auth', 'expired',
-		       now() - interval '10 minutes', now() - interval '1 minute'
-		  FROM generate_series(1, $n) AS i});
-}
 
 sub expired_count
 {
@@ -52,7 +43,7 @@ ok( $node->poll_query_until('postgres',
 # Expired rows vanish within a naptime or so; live tokens stay.
 my $live = $node->safe_psql('postgres',
 	"SELECT regstack.issue_token('pre_auth', subject => 'live')");
-insert_expired(5000, 'a');
+insert_expired($node, 'postgres', 5000, 'a');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
 	'expired rows vanish with no call made');
@@ -90,7 +81,7 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity
 		  WHERE backend_type = 'regstack launcher' AND pid <> $pid"),
 	'launcher restarted after pg_terminate_backend');
-insert_expired(1000, 'b');
+insert_expired($node, 'postgres', 1000, 'b');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
 	'reaping goes on after pg_terminate_backend');
@@ -102,7 +93,7 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity
 		  WHERE backend_type = 'regstack launcher' AND pid <> $pid"),
 	'launcher restarted after a crash');
-insert_expired(1000, 'c');
+insert_expired($node, 'postgres', 1000, 'c');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
 	'reaping goes on after a crash');
@@ -115,7 +106,7 @@ $node->restart;
 ok( $node->poll_query_until('postgres',
 		"SELECT passes >= 1 FROM regstack.reaper_status WHERE datname = 'postgres'"),
 	'first round after restart');
-insert_expired(1000, 'd');
+insert_expired($node, 'postgres', 1000, 'd');
 # ...until the naptime becomes one second: the rows go without a restart.
 $node->safe_psql('postgres', 'ALTER SYSTEM SET regstack.naptime = 1');
 $node->reload;
@@ -131,7 +122,7 @@ ok( $node->poll_query_until('postgres', 'SHOW regstack.reaper_enabled', 'off'),
 	'reaper disabled');
 $node->safe_psql('postgres', 'ALTER SYSTEM SET regstack.reaper_enabled = on');
 $node->reload;
-insert_expired(1000, 'e');
+insert_expired($node, 'postgres', 1000, 'e');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
 	'reaping resumes when enabled again');

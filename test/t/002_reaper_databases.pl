@@ -7,6 +7,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use RegstackTAP;
 
 my $node = PostgreSQL::Test::Cluster->new('reaper_databases');
 $node->init;
@@ -20,19 +23,6 @@ $node->poll_query_until('postgres',
   or die 'no launcher';
 my $launcher = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'regstack launcher'");
-
-# Insert $n tokens that expired a minute ago into database $db.
-sub insert_expired
-{
-	my ($db, $n) = @_;
-	$node->safe_psql($db, qq{
-		INSERT INTO regstack.auth_ephemeral_tokens
-		    (token_hash, token_type, subject, created_at, expires_at)
-		SELECT sha256(convert_to(clock_timestamp()::text || i, 'UTF8')),
-		       'pre_auth', 'expired',
-		       now() - interval '10 minutes', now() - interval '1 minute'
-		  FROM generate_series(1, $n) AS i});
-}
 
 sub expired_count
 {
@@ -74,8 +64,8 @@ for my $db (qw(db1 db2))
 }
 
 # Two databases, both reaped.
-insert_expired('db1', 1000);
-insert_expired('db2', 1000);
+insert_expired($node, 'db1', 1000);
+insert_expired($node, 'db2', 1000);
 wait_reaped('db1', 'db1 reaped');
 wait_reaped('db2', 'db2 reaped');
 
@@ -83,7 +73,7 @@ wait_reaped('db2', 'db2 reaped');
 $node->safe_psql('postgres', 'CREATE DATABASE db3');
 wait_passes('db1', 1);
 $node->safe_psql('db3', 'CREATE EXTENSION regstack');
-insert_expired('db3', 1000);
+insert_expired($node, 'db3', 1000);
 wait_reaped('db3', 'a database where the extension is created later is picked up');
 
 is( $node->safe_psql('db3',
@@ -94,7 +84,7 @@ is( $node->safe_psql('db3',
 $node->safe_psql('postgres', "ALTER SYSTEM SET regstack.databases = 'db1, postgres'");
 $node->reload;
 wait_passes('db1', 2);			# the launcher has the new list by now
-insert_expired('db2', 100);
+insert_expired($node, 'db2', 100);
 wait_passes('db1', 2);			# two whole rounds: db2 would have been visited
 is(expired_count('db2'), '100', 'a database left out of regstack.databases is not reaped');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.databases');
@@ -141,7 +131,7 @@ $node->safe_psql('dropme', 'CREATE EXTENSION regstack');
 add_gate('dropme');
 my $holder = $node->background_psql('dropme');
 $holder->query_safe('SELECT pg_advisory_lock(4242)');
-insert_expired('dropme', 20000);
+insert_expired($node, 'dropme', 20000);
 wait_worker_gated('dropme');
 # DROP DATABASE starts (it waits for the worker's batch, or for sessions
 # to leave); the holder then leaves, the batch ends, and the worker must
@@ -166,7 +156,7 @@ $node->safe_psql('dropext', 'CREATE EXTENSION regstack');
 add_gate('dropext');
 $holder = $node->background_psql('dropext');
 $holder->query_safe('SELECT pg_advisory_lock(4242)');
-insert_expired('dropext', 20000);
+insert_expired($node, 'dropext', 20000);
 wait_worker_gated('dropext');
 $dropper = $node->background_psql('dropext', on_error_stop => 0);
 $dropper->query_until(qr/dropping/, "\\echo dropping\nDROP EXTENSION regstack;\n");
@@ -187,7 +177,7 @@ ok( $node->poll_query_until('postgres',
 $node->safe_psql('postgres', "ALTER SYSTEM RESET regstack.batch_size");
 $node->reload;
 $node->safe_psql('dropext', 'CREATE EXTENSION regstack');
-insert_expired('dropext', 1000);
+insert_expired($node, 'dropext', 1000);
 wait_reaped('dropext', 'reaping resumes after CREATE EXTENSION again');
 
 ok(!$node->log_contains(qr/terminated by signal|PANIC|TRAP|exited with exit code [^01]/),

@@ -8,6 +8,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use RegstackTAP;
 
 my $node = PostgreSQL::Test::Cluster->new('reaper_foreground');
 $node->init;
@@ -18,17 +21,6 @@ regstack.batch_size = 100
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION regstack');
-
-sub insert_expired
-{
-	my ($n, $tag) = @_;
-	$node->safe_psql('postgres', qq{
-		INSERT INTO regstack.auth_ephemeral_tokens
-		    (token_hash, token_type, subject, created_at, expires_at)
-		SELECT sha256(convert_to('$tag' || i, 'UTF8')), 'pre_auth', 'expired',
-		       now() - interval '10 minutes', now() - interval '1 minute'
-		  FROM generate_series(1, $n) AS i});
-}
 
 # Live tokens to use while the reaper is held.
 my @live = map {
@@ -53,7 +45,7 @@ $node->safe_psql('postgres', q{
 	    EXECUTE FUNCTION public.reaper_gate();});
 my $holder = $node->background_psql('postgres');
 $holder->query_safe('SELECT pg_advisory_lock(4242)');
-insert_expired(1000, 'a');
+insert_expired($node, 'postgres', 1000, 'a');
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity
 		  WHERE backend_type = 'regstack reaper' AND application_name = 'regstack reaper'
@@ -87,7 +79,7 @@ is( $node->safe_psql('postgres',
 
 # A foreground transaction locks one expired row (as a consume_token in
 # progress would hold its row) while the reaper is still held.
-insert_expired(500, 'b');
+insert_expired($node, 'postgres', 500, 'b');
 my $locker = $node->background_psql('postgres');
 $locker->query_safe('BEGIN');
 is( $locker->query_safe(q{
@@ -124,7 +116,7 @@ is( $node->safe_psql('postgres',
 # again; the launcher stays, nothing crashes.
 my $launcher = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'regstack launcher'");
-insert_expired(100, 'c');
+insert_expired($node, 'postgres', 100, 'c');
 my $offset = -s $node->logfile;
 my $blocker = $node->background_psql('postgres');
 $blocker->query_safe('BEGIN');
