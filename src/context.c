@@ -11,10 +11,11 @@
  * transaction (and subtransaction) abort restores the user id and closes
  * SPI.
  *
- * The table's OID and owner are cached per backend and forgotten by a
- * relcache callback when the table changes (ALTER ... OWNER, DROP
- * EXTENSION).  The hot-path functions (token_store.c) use the OID only:
- * direct heap access checks no privileges, so they need no owner switch.
+ * The tables' OIDs and the owner are cached per backend and forgotten by a
+ * relcache callback when a table changes (ALTER ... OWNER, DROP
+ * EXTENSION).  The hot-path functions (token_store.c, rate_limit_store.c)
+ * use the OIDs only: direct heap access checks no privileges, so they need
+ * no owner switch.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,55 +31,83 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-/* OID of regstack.auth_ephemeral_tokens and of its owner; Invalid: unknown. */
-static Oid	context_tokens_relid = InvalidOid;
+/*
+ * The tables the direct heap paths address by column number: their names
+ * and the names of those columns, in order (the layout is checked once).
+ */
+typedef struct ContextTable
+{
+	const char *relname;
+	int			ncolumns;
+	const char *const *column_names;
+} ContextTable;
+
+static const char *const context_token_columns[RS_NUM_COLS] = {
+	"token_hash", "token_type", "subject", "provider", "nonce",
+	"code_verifier", "challenge_hash", "redirect_to", "mode",
+	"linking_user_id", "result", "payload", "created_at", "expires_at"
+};
+static const char *const context_state_columns[RS_STATE_NUM_COLS] = {
+	"key", "event_type", "next_seq", "start_seq", "start_at", "window_us",
+	"last_at", "clock_at"
+};
+static const char *const context_event_columns[RS_EVENT_NUM_COLS] = {
+	"key", "event_type", "seq", "occurred_at"
+};
+
+static const ContextTable context_tables[RS_NUM_TABLES] = {
+	[RS_TABLE_TOKENS] = {"auth_ephemeral_tokens", RS_NUM_COLS, context_token_columns},
+	[RS_TABLE_RATE_STATE] = {"auth_rate_limit_state", RS_STATE_NUM_COLS, context_state_columns},
+	[RS_TABLE_RATE_EVENTS] = {"auth_rate_limit_events", RS_EVENT_NUM_COLS, context_event_columns},
+};
+
+/* OIDs of those tables and the owner of the tokens table; Invalid: unknown. */
+static Oid	context_relids[RS_NUM_TABLES];
 static Oid	context_owner = InvalidOid;
 static bool context_callback_registered = false;
 
-/* Forget the cached owner when the tokens table may have changed. */
+/* Forget the cached OIDs and owner when one of the tables may have changed. */
 static void
 context_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == context_tokens_relid)
+	for (int i = 0; i < RS_NUM_TABLES; i++)
 	{
-		context_tokens_relid = InvalidOid;
-		context_owner = InvalidOid;
+		if (relid == InvalidOid || relid == context_relids[i])
+		{
+			memset(context_relids, 0, sizeof(context_relids));
+			context_owner = InvalidOid;
+			return;
+		}
 	}
 }
 
 /*
- * Check that the tokens table has the columns token_store.c addresses by
+ * Check that a table has the columns the direct heap paths address by
  * number; a changed layout is an error, never a wrong column.
  */
 static void
-context_check_tokens_layout(Oid relid)
+context_check_layout(Oid relid, const ContextTable *table)
 {
-	static const char *const column_names[RS_NUM_COLS] = {
-		"token_hash", "token_type", "subject", "provider", "nonce",
-		"code_verifier", "challenge_hash", "redirect_to", "mode",
-		"linking_user_id", "result", "payload", "created_at", "expires_at"
-	};
-
-	for (int attnum = 1; attnum <= RS_NUM_COLS; attnum++)
+	for (int attnum = 1; attnum <= table->ncolumns; attnum++)
 	{
 		char	   *name = get_attname(relid, attnum, true);
 
-		if (name == NULL || strcmp(name, column_names[attnum - 1]) != 0)
+		if (name == NULL || strcmp(name, table->column_names[attnum - 1]) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table regstack.auth_ephemeral_tokens has been altered"),
+					 errmsg("table regstack.%s has been altered", table->relname),
 					 errdetail("Column %d should be \"%s\".", attnum,
-							   column_names[attnum - 1]),
+							   table->column_names[attnum - 1]),
 					 errhint("Reinstall the extension: DROP EXTENSION regstack; CREATE EXTENSION regstack;")));
 	}
 }
 
-/* Find regstack's tokens table and its owner, once; cache both. */
+/* Find regstack's tables and the tokens table's owner, once; cache them. */
 static void
 context_lookup(void)
 {
 	Oid			namespace_oid;
-	Oid			relid = InvalidOid;
+	Oid			relids[RS_NUM_TABLES];
 	HeapTuple	class_tuple;
 
 	if (!context_callback_registered)
@@ -88,30 +117,34 @@ context_lookup(void)
 	}
 
 	namespace_oid = get_namespace_oid("regstack", true);
-	if (OidIsValid(namespace_oid))
-		relid = get_relname_relid("auth_ephemeral_tokens", namespace_oid);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"regstack\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION regstack.")));
+	for (int i = 0; i < RS_NUM_TABLES; i++)
+	{
+		relids[i] = OidIsValid(namespace_oid) ?
+			get_relname_relid(context_tables[i].relname, namespace_oid) :
+			InvalidOid;
+		if (!OidIsValid(relids[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension \"regstack\" is not installed in this database"),
+					 errhint("Run CREATE EXTENSION regstack.")));
+		context_check_layout(relids[i], &context_tables[i]);
+	}
 
-	context_check_tokens_layout(relid);
-	class_tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	class_tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relids[RS_TABLE_TOKENS]));
 	if (!HeapTupleIsValid(class_tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
+		elog(ERROR, "cache lookup failed for relation %u", relids[RS_TABLE_TOKENS]);
 	context_owner = ((Form_pg_class) GETSTRUCT(class_tuple))->relowner;
-	context_tokens_relid = relid;
 	ReleaseSysCache(class_tuple);
+	memcpy(context_relids, relids, sizeof(context_relids));
 }
 
-/* OID of regstack.auth_ephemeral_tokens, looked up once and cached. */
+/* OID of one of regstack's tables, its layout checked; looked up once. */
 Oid
-regstack_tokens_relid(void)
+regstack_table_relid(RegstackTable table)
 {
-	if (!OidIsValid(context_tokens_relid))
+	if (!OidIsValid(context_relids[table]))
 		context_lookup();
-	return context_tokens_relid;
+	return context_relids[table];
 }
 
 /* Connect to SPI and run as the table owner until regstack_end_call(). */

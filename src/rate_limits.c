@@ -24,41 +24,43 @@
  * call with another window searches from the old pointer in whichever
  * direction the new window needs.
  *
- * Fast path.  In the common case (the pointer is for this window, no event
- * has left it, fewer than max_events are in it) a recording call is one
- * statement: an UPDATE of the state row that checks those conditions, with
- * the event's INSERT in the same statement.  Anything else (no state row,
- * another window, events to skip, a denial, record => false) takes the
- * general path: lock the row, search, decide in C, write.
+ * Deciding (rate_limits_apply).  A call reads the state row with a fresh
+ * snapshot, moves the pointer in memory, decides, and then writes back the
+ * row version it read: an update when it records an event or moved the
+ * pointer, else a row lock (FOR UPDATE).  The write succeeds only if no
+ * one changed the row in between (it waits for a transaction that is
+ * changing it), so every decision is made on the newest state; when
+ * someone did, READ COMMITTED tries again with a new snapshot, REPEATABLE
+ * READ and SERIALIZABLE raise a serialization failure (40001) instead of
+ * giving a wrong count.  In the steady state a recording call is one index
+ * probe, one heap update (HOT: the key does not change) and one event
+ * insert, through rate_limit_store.c without SQL.
  *
- * Denials take no lock.  A recording call that the fast path did not admit
- * first reads the state row and events without locking; if the committed
- * events already fill the window it is denied there, writing nothing (no
- * transaction id, no WAL, no waiting).  Denying from committed data is
- * safe: a concurrent call can only add events before it commits, and a
- * concurrent reset that has not committed is ordered after us.  Only calls
- * that may be allowed, and checks with record => false (so that check,
- * verify and record in one transaction are atomic), take the lock.
+ * Locking.  The state row is the lock: a call that records or moves the
+ * pointer updates it, and checks with record => false lock it, so that
+ * check, verify and record in one transaction are atomic; either holds it
+ * to the end of the transaction.  Calls on one (key, event_type) are
+ * therefore serialized, and each sees the events of those before it, which
+ * committed before its snapshot.  A key's first call inserts the row under
+ * a transaction-scoped advisory lock on the key (class
+ * REGSTACK_LOCK_CLASS_RATE_KEY in pg_locks), looking for the row again once
+ * it holds that lock, so two first calls never both make it.  All locks
+ * are transaction-scoped: nothing survives the transaction, so this works
+ * behind PgBouncer in transaction mode.
  *
- * Locking.  The state row is the lock: every call that records or moves the
- * pointer first takes it FOR UPDATE (or inserts it), and holds it to the
- * end of its transaction.  Calls on one (key, event_type) are therefore
- * serialized, and each sees the events of those before it: every statement
- * after the lock runs with a fresh snapshot (SPI, read_only = false), which
- * in READ COMMITTED includes everything the previous holder committed.  In
- * REPEATABLE READ or SERIALIZABLE a concurrent update of the state row
- * raises a serialization failure (40001) instead of giving a wrong count.
- * The locks are row locks, transaction-scoped: nothing survives the
- * transaction, so this works behind PgBouncer in transaction mode.
+ * Denials take no lock.  If the committed events already fill the window,
+ * a recording call is denied without writing anything (no transaction id,
+ * no WAL, no waiting).  Denying from committed data is safe: a concurrent
+ * call can only add events before it commits, and a concurrent reset that
+ * has not committed is ordered after us.
  *
  * Time.  A call reads the system clock (GetCurrentTimestamp, not
  * transaction time) and judges the window at now = max(clock, clock_at):
  * the per-key clock never goes back, so occurred_at is monotonic along seq
  * even if the system clock steps back, and no call judges the window at a
- * time earlier than a pointer was computed for.  The general path reads
- * the clock once it holds the lock; the fast path reads it before its
- * UPDATE, which may wait for the row, so its event is stamped between the
- * call's start and its decision.  The guarantee is stated on the stamps:
+ * time earlier than a pointer was computed for.  The clock is read after
+ * the state row and before the write, which may wait for the row, so an
+ * event is stamped between the call's start and its decision.  The guarantee is stated on the stamps:
  * in the event log, no window of length within ever holds more than
  * max_events events of a key (each allowed call counted the events stamped
  * within its own stamp's window).  retry_after counts from the system
@@ -70,7 +72,7 @@
  * any leftover events (next_seq = max(seq) + 1), with its pointer unknown,
  * so the first call searches for the window.
  *
- * Every SQL function here runs its table work inside regstack_begin_call().
+ * rate_limit_reset and the purge run their SQL inside regstack_begin_call().
  *
  *-------------------------------------------------------------------------
  */
@@ -100,30 +102,6 @@ PG_FUNCTION_INFO_V1(regstack_rate_limit_reset);
 
 /* Filled in by regstack_rate_limits_define_settings(). */
 static int	rate_limits_event_retention = SECS_PER_DAY;
-
-/* A (key, event_type) as SPI parameters $1, $2. */
-typedef struct RateLimitKey
-{
-	Datum		key;
-	Datum		event_type;
-} RateLimitKey;
-
-/* A state row, locked by this transaction. */
-typedef struct RateLimitState
-{
-	int64		next_seq;
-	int64		start_seq;
-	TimestampTz start_at;		/* valid when start_seq < next_seq */
-	bool		window_known;
-	int64		window_us;
-	bool		has_last;
-	TimestampTz last_at;
-	TimestampTz clock_at;
-} RateLimitState;
-
-/* Columns of the state row, in RateLimitState order. */
-#define RATE_LIMITS_STATE_COLUMNS \
-	"next_seq, start_seq, start_at, window_us, last_at, clock_at"
 
 #define RATE_LIMITS_KEY_QUAL \
 	" key OPERATOR(pg_catalog.=) $1 AND event_type OPERATOR(pg_catalog.=) $2"
@@ -174,43 +152,6 @@ regstack_rate_limit_window_us(const Interval *within, const char *name)
 /* ---- the event log ---- */
 
 /*
- * The first event with seq >= from: true and its seq and time, or false
- * when there is none.  A fresh snapshot, so it sees every committed event.
- */
-static bool
-rate_limits_probe(const RateLimitKey *k, int64 from, int64 *seq,
-				  TimestampTz *at)
-{
-	static SPIPlanPtr probe_plan = NULL;
-	static const Oid probe_argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-	Datum		values[3];
-	bool		isnull;
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	values[2] = Int64GetDatum(from);
-	regstack_plan(&probe_plan,
-				  "SELECT seq, occurred_at FROM regstack.auth_rate_limit_events"
-				  " WHERE" RATE_LIMITS_KEY_QUAL
-				  " AND seq OPERATOR(pg_catalog.>=) $3"
-				  " ORDER BY seq LIMIT 1",
-				  3, probe_argtypes);
-	if (SPI_execute_plan(probe_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read rate-limit events");
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return false;
-	}
-	*seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 2, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-	return true;
-}
-
-/*
  * The first event inside the window (occurred_at > cutoff) among seq <
  * next_seq: its seq in *first (next_seq when there is none) and time in
  * *first_at.
@@ -223,7 +164,8 @@ rate_limits_probe(const RateLimitKey *k, int64 from, int64 *seq,
  * a pointer that moves by k.  hint_out says P(hint) is known to be false.
  */
 static void
-rate_limits_find_window(const RateLimitKey *k, int64 next_seq, int64 hint,
+rate_limits_find_window(RegstackRateStore *store, const RegstackRateKey *k,
+						int64 next_seq, int64 hint,
 						bool hint_out, TimestampTz cutoff,
 						int64 *first, TimestampTz *first_at)
 {
@@ -238,7 +180,7 @@ rate_limits_find_window(const RateLimitKey *k, int64 next_seq, int64 hint,
 
 /* P(x), probing; on true, remember x as the new t. */
 #define RATE_LIMITS_P(x) \
-	((found = rate_limits_probe(k, (x), &seq, &at)), \
+	((found = regstack_rate_event_probe(store, k, (x), false, &seq, &at)), \
 	 (!found || at > cutoff) ? \
 	 (t = (x), t_seq = found ? seq : next_seq, t_at = at, true) : false)
 
@@ -294,207 +236,14 @@ rate_limits_find_window(const RateLimitKey *k, int64 next_seq, int64 hint,
 	*first_at = t_at;
 }
 
-/* Record the event seq at time at. */
-static void
-rate_limits_insert_event(const RateLimitKey *k, int64 seq, TimestampTz at)
-{
-	static SPIPlanPtr insert_plan = NULL;
-	static const Oid insert_argtypes[4] = {TEXTOID, TEXTOID, INT8OID,
-	TIMESTAMPTZOID};
-	Datum		values[4];
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	values[2] = Int64GetDatum(seq);
-	values[3] = TimestampTzGetDatum(at);
-	regstack_plan(&insert_plan,
-				  "INSERT INTO regstack.auth_rate_limit_events"
-				  " (key, event_type, seq, occurred_at) VALUES ($1, $2, $3, $4)",
-				  4, insert_argtypes);
-	if (SPI_execute_plan(insert_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record rate-limit event");
-}
-
-/* ---- the state row ---- */
-
-/* Fill *state from a row of RATE_LIMITS_STATE_COLUMNS. */
-static void
-rate_limits_read_state(RateLimitState *state)
-{
-	HeapTuple	row = SPI_tuptable->vals[0];
-	TupleDesc	desc = SPI_tuptable->tupdesc;
-	bool		isnull;
-	Datum		value;
-
-	state->next_seq = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	state->start_seq = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-	value = SPI_getbinval(row, desc, 3, &isnull);
-	state->start_at = isnull ? 0 : DatumGetTimestampTz(value);
-	value = SPI_getbinval(row, desc, 4, &isnull);
-	state->window_known = !isnull;
-	state->window_us = isnull ? 0 : DatumGetInt64(value);
-	value = SPI_getbinval(row, desc, 5, &isnull);
-	state->has_last = !isnull;
-	state->last_at = isnull ? 0 : DatumGetTimestampTz(value);
-	state->clock_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-}
-
 /*
- * Lock the state row of k and read it into *state, making it when there is
- * none (after any events left over from a purged or unrestored state row).
- * With events_only, a missing row is made only when such events exist;
- * otherwise return false.  Returns with *clock set to the system clock,
- * read once the row is held.
+ * Move the pointer of *state to the first event inside a window of
+ * window_us ending at now.  Returns true when the pointer changed.
  */
 static bool
-rate_limits_lock(const RateLimitKey *k, bool events_only,
-				 RateLimitState *state, TimestampTz *clock)
-{
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr create_plan = NULL;
-	static const Oid lock_argtypes[2] = {TEXTOID, TEXTOID};
-	static const Oid create_argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[3];
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	regstack_plan(&lock_plan,
-				  "SELECT " RATE_LIMITS_STATE_COLUMNS
-				  " FROM regstack.auth_rate_limit_state WHERE" RATE_LIMITS_KEY_QUAL
-				  " FOR UPDATE",
-				  2, lock_argtypes);
-	regstack_plan(&create_plan,
-				  "INSERT INTO regstack.auth_rate_limit_state AS s"
-				  " (key, event_type, next_seq, start_seq, start_at, window_us,"
-				  "  last_at, clock_at)"
-				  " SELECT $1, $2,"
-				  "  COALESCE(hi.seq OPERATOR(pg_catalog.+) 1, 0),"
-				  "  COALESCE((SELECT e.seq FROM regstack.auth_rate_limit_events e"
-				  "            WHERE e.key OPERATOR(pg_catalog.=) $1"
-				  "            AND e.event_type OPERATOR(pg_catalog.=) $2"
-				  "            ORDER BY e.seq LIMIT 1), 0),"
-				  "  NULL, NULL, hi.occurred_at, GREATEST(hi.occurred_at, $3)"
-				  " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
-				  "  (SELECT e.seq, e.occurred_at FROM regstack.auth_rate_limit_events e"
-				  "   WHERE e.key OPERATOR(pg_catalog.=) $1"
-				  "   AND e.event_type OPERATOR(pg_catalog.=) $2"
-				  "   ORDER BY e.seq DESC LIMIT 1) AS hi ON true"
-				  " ON CONFLICT (key, event_type) DO NOTHING"
-				  " RETURNING " RATE_LIMITS_STATE_COLUMNS,
-				  3, create_argtypes);
-
-	/*
-	 * Lock the row, or make it.  When a concurrent call makes it first, our
-	 * INSERT waits for that call's transaction and does nothing, and the
-	 * next SELECT finds and locks the row.
-	 */
-	for (int attempt = 0;; attempt++)
-	{
-		if (SPI_execute_plan(lock_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not lock rate-limit state");
-		if (SPI_processed == 1)
-			break;
-		SPI_freetuptable(SPI_tuptable);
-		if (events_only)
-		{
-			int64		seq;
-			TimestampTz at;
-
-			if (!rate_limits_probe(k, 0, &seq, &at))
-			{
-				*clock = GetCurrentTimestamp();
-				return false;
-			}
-		}
-		values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
-		if (SPI_execute_plan(create_plan, values, NULL, false, 1)
-			!= SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not create rate-limit state");
-		if (SPI_processed == 1)
-			break;
-		SPI_freetuptable(SPI_tuptable);
-		if (attempt >= 100)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not lock the rate-limit state of key and event type"),
-					 errdetail("Concurrent calls kept creating and deleting it.")));
-	}
-	rate_limits_read_state(state);
-	*clock = GetCurrentTimestamp();
-	return true;
-}
-
-/*
- * Read the state row of k without locking it: false when there is none.
- * Used to deny without taking the lock (see rate_limit_check).
- */
-static bool
-rate_limits_peek_state(const RateLimitKey *k, RateLimitState *state)
-{
-	static SPIPlanPtr peek_plan = NULL;
-	static const Oid peek_argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	regstack_plan(&peek_plan,
-				  "SELECT " RATE_LIMITS_STATE_COLUMNS
-				  " FROM regstack.auth_rate_limit_state WHERE" RATE_LIMITS_KEY_QUAL,
-				  2, peek_argtypes);
-	if (SPI_execute_plan(peek_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read rate-limit state");
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return false;
-	}
-	rate_limits_read_state(state);
-	return true;
-}
-
-/* Write *state back to the locked state row of k. */
-static void
-rate_limits_write_state(const RateLimitKey *k, const RateLimitState *state)
-{
-	static SPIPlanPtr update_plan = NULL;
-	static const Oid update_argtypes[8] = {TEXTOID, TEXTOID, INT8OID, INT8OID,
-		TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	values[2] = Int64GetDatum(state->next_seq);
-	values[3] = Int64GetDatum(state->start_seq);
-	values[4] = TimestampTzGetDatum(state->start_at);
-	if (state->start_seq >= state->next_seq || !state->window_known)
-		nulls[4] = 'n';
-	values[5] = Int64GetDatum(state->window_us);
-	if (!state->window_known)
-		nulls[5] = 'n';
-	values[6] = TimestampTzGetDatum(state->last_at);
-	if (!state->has_last)
-		nulls[6] = 'n';
-	values[7] = TimestampTzGetDatum(state->clock_at);
-	regstack_plan(&update_plan,
-				  "UPDATE regstack.auth_rate_limit_state"
-				  " SET next_seq = $3, start_seq = $4, start_at = $5,"
-				  " window_us = $6, last_at = $7, clock_at = $8"
-				  " WHERE" RATE_LIMITS_KEY_QUAL,
-				  8, update_argtypes);
-	if (SPI_execute_plan(update_plan, values, nulls, false, 0) != SPI_OK_UPDATE ||
-		SPI_processed != 1)
-		elog(ERROR, "could not update rate-limit state");
-}
-
-/*
- * Move the pointer of the locked *state to the first event inside a window
- * of window_us ending at now.  Returns true when the pointer changed.
- */
-static bool
-rate_limits_advance(const RateLimitKey *k, RateLimitState *state,
-					int64 window_us, TimestampTz now_ts)
+rate_limits_advance(RegstackRateStore *store, const RegstackRateKey *k,
+					RegstackRateState *state, int64 window_us,
+					TimestampTz now_ts)
 {
 	TimestampTz cutoff = now_ts - window_us;
 	int64		first;
@@ -505,12 +254,12 @@ rate_limits_advance(const RateLimitKey *k, RateLimitState *state,
 		/* The pointer is for this window: events before it stay out. */
 		if (state->start_seq >= state->next_seq || state->start_at > cutoff)
 			return false;
-		rate_limits_find_window(k, state->next_seq, state->start_seq, true,
-								cutoff, &first, &first_at);
+		rate_limits_find_window(store, k, state->next_seq, state->start_seq,
+								true, cutoff, &first, &first_at);
 	}
 	else
-		rate_limits_find_window(k, state->next_seq, state->start_seq, false,
-								cutoff, &first, &first_at);
+		rate_limits_find_window(store, k, state->next_seq, state->start_seq,
+								false, cutoff, &first, &first_at);
 
 	if (state->window_known && state->window_us == window_us &&
 		first == state->start_seq)
@@ -523,122 +272,64 @@ rate_limits_advance(const RateLimitKey *k, RateLimitState *state,
 	return true;
 }
 
-/* Append one event to the locked *state at time now. */
-static void
-rate_limits_append(const RateLimitKey *k, RateLimitState *state,
-				   TimestampTz now_ts)
+/* Append one event to *state at time now (in memory); returns its seq. */
+static int64
+rate_limits_append(RegstackRateState *state, TimestampTz now_ts)
 {
-	rate_limits_insert_event(k, state->next_seq, now_ts);
 	if (state->start_seq >= state->next_seq)
 	{
 		state->start_seq = state->next_seq;
 		state->start_at = now_ts;
 	}
-	state->next_seq++;
 	state->has_last = true;
 	state->last_at = now_ts;
 	state->clock_at = now_ts;
+	return state->next_seq++;
 }
 
 /*
- * The common case in one statement: when the state row of k exists, and
- * (with check) its pointer is for this window, no event has left the window
- * and fewer than max_events are in it, append an event and return true
- * with the new next_seq, start_seq and the event's time.  Otherwise change
- * nothing and return false; the caller then takes the general path.
- *
- * The UPDATE waits for the row like SELECT ... FOR UPDATE and re-checks its
- * conditions on the newest version (READ COMMITTED), so the decision is
- * made under the row lock.  clock was read before the wait, so the event's
- * time is max(clock, clock_at), the per-key clock, as on the general path.
+ * A state for k, which has no state row: after any events left over from a
+ * purged or unrestored state row, with its pointer unknown.  Returns false
+ * (and a state with no events) when there are none.
  */
 static bool
-rate_limits_fast_append(const RateLimitKey *k, bool check, int32 max_events,
-						int64 window_us, TimestampTz clock,
-						int64 *next_seq, int64 *start_seq, TimestampTz *at)
+rate_limits_new_state(RegstackRateStore *store, const RegstackRateKey *k,
+					  TimestampTz clock, RegstackRateState *state)
 {
-	static SPIPlanPtr check_plan = NULL;
-	static SPIPlanPtr record_plan = NULL;
-	static const Oid fast_argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	INT8OID, INT4OID, INTERVALOID};
-	Interval	window = {0};
-	Datum		values[6];
-	bool		isnull;
+	int64		last_seq;
+	TimestampTz last_at;
 
-#define RATE_LIMITS_NOW \
-	"GREATEST(s.clock_at, $3)"
-#define RATE_LIMITS_FAST(conditions) \
-	"WITH s AS (" \
-	" UPDATE regstack.auth_rate_limit_state AS s" \
-	" SET next_seq = s.next_seq OPERATOR(pg_catalog.+) 1," \
-	"  start_at = CASE WHEN s.start_seq OPERATOR(pg_catalog.=) s.next_seq" \
-	"             THEN " RATE_LIMITS_NOW " ELSE s.start_at END," \
-	"  last_at = " RATE_LIMITS_NOW ", clock_at = " RATE_LIMITS_NOW \
-	" WHERE s.key OPERATOR(pg_catalog.=) $1" \
-	" AND s.event_type OPERATOR(pg_catalog.=) $2" conditions \
-	" RETURNING s.next_seq, s.start_seq, s.clock_at)," \
-	" e AS (INSERT INTO regstack.auth_rate_limit_events" \
-	"  (key, event_type, seq, occurred_at)" \
-	"  SELECT $1, $2, s.next_seq OPERATOR(pg_catalog.-) 1, s.clock_at FROM s)" \
-	" SELECT next_seq, start_seq, clock_at FROM s"
-
-	values[0] = k->key;
-	values[1] = k->event_type;
-	values[2] = TimestampTzGetDatum(clock);
-	values[3] = Int64GetDatum(window_us);
-	values[4] = Int32GetDatum(max_events);
-	window.time = window_us;
-	values[5] = IntervalPGetDatum(&window);
-	if (check)
-		regstack_plan(&check_plan,
-					  RATE_LIMITS_FAST(
-									   " AND s.window_us OPERATOR(pg_catalog.=) $4"
-									   " AND s.next_seq OPERATOR(pg_catalog.-) s.start_seq"
-									   "     OPERATOR(pg_catalog.<) $5"
-									   " AND (s.start_seq OPERATOR(pg_catalog.=) s.next_seq"
-									   "      OR s.start_at OPERATOR(pg_catalog.>)"
-									   "         (" RATE_LIMITS_NOW " OPERATOR(pg_catalog.-) $6))"),
-					  6, fast_argtypes);
-	else
-		regstack_plan(&record_plan, RATE_LIMITS_FAST(""), 3, fast_argtypes);
-#undef RATE_LIMITS_FAST
-#undef RATE_LIMITS_NOW
-
-	if (SPI_execute_plan(check ? check_plan : record_plan, values, NULL,
-						 false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not record rate-limit event");
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
+	memset(state, 0, sizeof(*state));
+	state->clock_at = clock;
+	ItemPointerSetInvalid(&state->tid);
+	if (!regstack_rate_event_probe(store, k, 0, true, &last_seq, &last_at))
 		return false;
-	}
-	*next_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull));
-	*start_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 2, &isnull));
-	*at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 3, &isnull));
-	SPI_freetuptable(SPI_tuptable);
+	if (!regstack_rate_event_probe(store, k, 0, false, &state->start_seq,
+								   &state->start_at))
+		elog(ERROR, "rate-limit events vanished during a scan");
+	state->next_seq = last_seq + 1;
+	state->has_last = true;
+	state->last_at = last_at;
+	state->clock_at = Max(last_at, clock);
 	return true;
 }
 
-/* ---- SQL functions ---- */
-
-/* The key and event_type arguments, checked (22004, 22023, 22001). */
-static void
-rate_limits_key_args(FunctionCallInfo fcinfo, RateLimitKey *k,
-					 char **event_type)
+/* What rate_limits_apply() is asked to do. */
+typedef enum RateLimitMode
 {
-	text	   *key = regstack_text_arg(fcinfo, 0, "key",
-										REGSTACK_MAX_RATE_KEY_BYTES, true);
-	text	   *type = regstack_text_arg(fcinfo, 1, "event_type",
-										 NAMEDATALEN - 1, true);
+	RATE_LIMITS_CHECK_RECORD,	/* rate_limit_check(record => true) */
+	RATE_LIMITS_CHECK_ONLY,		/* rate_limit_check(record => false) */
+	RATE_LIMITS_RECORD			/* rate_limit_record() */
+} RateLimitMode;
 
-	k->key = PointerGetDatum(key);
-	k->event_type = PointerGetDatum(type);
-	if (event_type)
-		*event_type = text_to_cstring(type);
-}
+/* The result of a check. */
+typedef struct RateLimitOutcome
+{
+	bool		allowed;
+	int32		remaining;
+	Interval   *retry_after;
+	TimestampTz reset_at;
+} RateLimitOutcome;
 
 /* Whole seconds from now until until, rounded up, as an interval. */
 static Interval *
@@ -660,17 +351,144 @@ rate_limits_seconds_until(TimestampTz until, TimestampTz now_ts)
  * be ahead of it), so that waiting it out always succeeds.
  */
 static Interval *
-rate_limits_retry_after(const RateLimitKey *k, const RateLimitState *state,
-						int32 max_events, int64 window_us, TimestampTz clock)
+rate_limits_retry_after(RegstackRateStore *store, const RegstackRateKey *k,
+						const RegstackRateState *state, int32 max_events,
+						int64 window_us, TimestampTz clock)
 {
 	int64		target = state->next_seq - max_events;
 	int64		seq = state->start_seq;
 	TimestampTz at = state->start_at;
 
 	if (target > state->start_seq &&
-		!rate_limits_probe(k, target, &seq, &at))
+		!regstack_rate_event_probe(store, k, target, false, &seq, &at))
 		at = state->last_at;
 	return rate_limits_seconds_until(at + window_us, clock);
+}
+
+/*
+ * Decide a call on k and write what it changes; see the file header.
+ *
+ * Each attempt reads the state row with a fresh snapshot, decides, and
+ * then writes the row version it read (update, or lock when nothing
+ * changes): that succeeds only if no one changed the row since, so the
+ * decision was made on the newest state.  If someone did (READ COMMITTED),
+ * the attempt is repeated; in REPEATABLE READ and SERIALIZABLE that is a
+ * serialization failure.  A recording check that the committed state
+ * already denies writes nothing and locks nothing.  A key without a state
+ * row gets one under a transaction-scoped lock on the key, taken before
+ * looking again, so that two first calls cannot both make it.
+ */
+static void
+rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
+				  int32 max_events, int64 window_us, RateLimitOutcome *out)
+{
+	RegstackRateStore store;
+	bool		key_locked = false;
+	RegstackRateState state;
+	TimestampTz clock;
+	TimestampTz now_ts;
+	int64		count;
+	bool		allowed;
+
+	regstack_rate_store_open(&store, true);
+	for (;;)
+	{
+		bool		found;
+		bool		moved;
+		bool		appended = false;
+		int64		event_seq = 0;
+		TM_Result	result;
+
+		regstack_rate_store_refresh(&store);
+		found = regstack_rate_state_find(&store, k, &state);
+		clock = GetCurrentTimestamp();
+		if (!found)
+		{
+			/*
+			 * A check that records nothing makes no state row for a key
+			 * without events: it is allowed, and there is nothing to hold.
+			 */
+			if (!rate_limits_new_state(&store, k, clock, &state) &&
+				mode == RATE_LIMITS_CHECK_ONLY)
+			{
+				count = 0;
+				allowed = true;
+				now_ts = clock;
+				break;
+			}
+			if (!key_locked)
+			{
+				char	   *key = text_to_cstring(k->key);
+				char	   *event_type = text_to_cstring(k->event_type);
+
+				regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, key, event_type);
+				key_locked = true;
+				continue;		/* look again, now that no one else can make it */
+			}
+			if (IsolationUsesXactSnapshot() &&
+				regstack_rate_state_committed(&store, k))
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+		}
+
+		/* The per-key clock never goes back. */
+		now_ts = Max(clock, state.clock_at);
+		moved = mode != RATE_LIMITS_RECORD &&
+			rate_limits_advance(&store, k, &state, window_us, now_ts);
+		count = state.next_seq - state.start_seq;
+		allowed = mode == RATE_LIMITS_RECORD || count < max_events;
+
+		/* Denied from committed data: write nothing, hold nothing. */
+		if (!allowed && mode == RATE_LIMITS_CHECK_RECORD)
+			break;
+		if (allowed && mode != RATE_LIMITS_CHECK_ONLY)
+		{
+			event_seq = rate_limits_append(&state, now_ts);
+			appended = true;
+			count++;
+		}
+
+		if (!found)
+		{
+			regstack_rate_state_insert(&store, k, &state);
+			result = TM_Ok;
+		}
+		else if (appended || moved)
+			result = regstack_rate_state_update(&store, k, &state);
+		else
+			result = regstack_rate_state_lock(&store, &state);
+		if (result == TM_Ok)
+		{
+			if (appended)
+				regstack_rate_event_insert(&store, k, event_seq, now_ts);
+			break;
+		}
+		/* READ COMMITTED, changed or deleted since we read it: again. */
+	}
+
+	out->allowed = allowed;
+	out->remaining = allowed ? (int32) (max_events - count) : 0;
+	out->retry_after = allowed ? rate_limits_seconds_until(0, 0) :
+		rate_limits_retry_after(&store, k, &state, max_events, window_us, clock);
+	out->reset_at = count > 0 && state.has_last ?
+		state.last_at + window_us : now_ts;
+	regstack_rate_store_close(&store);
+}
+
+/* ---- SQL functions ---- */
+
+/* The key and event_type arguments, checked (22004, 22023, 22001). */
+static void
+rate_limits_key_args(FunctionCallInfo fcinfo, RegstackRateKey *k,
+					 char **event_type)
+{
+	k->key = regstack_text_arg(fcinfo, 0, "key", REGSTACK_MAX_RATE_KEY_BYTES,
+							   true);
+	k->event_type = regstack_text_arg(fcinfo, 1, "event_type",
+									  NAMEDATALEN - 1, true);
+	if (event_type)
+		*event_type = text_to_cstring(k->event_type);
 }
 
 /*
@@ -682,20 +500,14 @@ Datum
 regstack_rate_limit_check(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	RateLimitKey k;
+	RegstackRateKey k;
 	char	   *event_type;
 	bool		have_max = !PG_ARGISNULL(2);
 	int32		max_events = have_max ? PG_GETARG_INT32(2) : 0;
 	Interval   *within;
 	bool		record;
 	int64		window_us = 0;
-	RegstackCall call;
-	RateLimitState state;
-	TimestampTz clock;
-	TimestampTz now_ts;
-	int64		count;
-	bool		moved;
-	bool		allowed;
+	RateLimitOutcome outcome;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
@@ -715,7 +527,6 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 	record = PG_GETARG_BOOL(4);
 
 	InitMaterializedSRF(fcinfo, 0);
-	regstack_begin_call(&call);
 
 	/* Missing numbers come from the event type's policy. */
 	if (!have_max || within == NULL)
@@ -748,96 +559,13 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
-	if (record)
-	{
-		int64		next_seq;
-		int64		start_seq;
-		TimestampTz at;
+	rate_limits_apply(&k, record ? RATE_LIMITS_CHECK_RECORD : RATE_LIMITS_CHECK_ONLY,
+					  max_events, window_us, &outcome);
 
-		if (rate_limits_fast_append(&k, true, max_events, window_us,
-									GetCurrentTimestamp(),
-									&next_seq, &start_seq, &at))
-		{
-			count = next_seq - start_seq;
-			values[0] = BoolGetDatum(true);
-			values[1] = Int32GetDatum((int32) (max_events - count));
-			values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
-			values[3] = TimestampTzGetDatum(at + window_us);
-			regstack_end_call(&call);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-								 values, nulls);
-			return (Datum) 0;
-		}
-
-		/*
-		 * Under attack most calls are denied.  A denial records nothing, so
-		 * it needs no lock: decide it from the committed state and events
-		 * (moving the pointer in memory only), and leave the row to calls
-		 * that may be allowed.  Without the lock a denied call writes
-		 * nothing, takes no transaction id, and waits for no one.  A call
-		 * that might be allowed goes on to the locked path below.
-		 */
-		if (rate_limits_peek_state(&k, &state))
-		{
-			clock = GetCurrentTimestamp();
-			now_ts = Max(clock, state.clock_at);
-			(void) rate_limits_advance(&k, &state, window_us, now_ts);
-			if (state.next_seq - state.start_seq >= max_events)
-			{
-				values[0] = BoolGetDatum(false);
-				values[1] = Int32GetDatum(0);
-				values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
-																	  max_events,
-																	  window_us,
-																	  clock));
-				values[3] = TimestampTzGetDatum(state.has_last ?
-												state.last_at + window_us : now_ts);
-				regstack_end_call(&call);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-									 values, nulls);
-				return (Datum) 0;
-			}
-		}
-	}
-
-	if (!rate_limits_lock(&k, !record, &state, &clock))
-	{
-		/* A check-only call on a key without events. */
-		values[0] = BoolGetDatum(true);
-		values[1] = Int32GetDatum(max_events);
-		values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
-		values[3] = TimestampTzGetDatum(clock);
-		regstack_end_call(&call);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		return (Datum) 0;
-	}
-	/* The per-key clock never goes back. */
-	now_ts = Max(clock, state.clock_at);
-
-	moved = rate_limits_advance(&k, &state, window_us, now_ts);
-	count = state.next_seq - state.start_seq;
-	allowed = count < max_events;
-	if (allowed && record)
-	{
-		rate_limits_append(&k, &state, now_ts);
-		count++;
-	}
-	if ((allowed && record) || moved)
-		rate_limits_write_state(&k, &state);
-
-	values[0] = BoolGetDatum(allowed);
-	values[1] = Int32GetDatum(allowed ? (int32) (max_events - count) : 0);
-	if (allowed)
-		values[2] = IntervalPGetDatum(rate_limits_seconds_until(0, 0));
-	else
-		values[2] = IntervalPGetDatum(rate_limits_retry_after(&k, &state,
-															  max_events,
-															  window_us,
-															  clock));
-	values[3] = TimestampTzGetDatum(count > 0 && state.has_last ?
-									state.last_at + window_us : now_ts);
-
-	regstack_end_call(&call);
+	values[0] = BoolGetDatum(outcome.allowed);
+	values[1] = Int32GetDatum(outcome.remaining);
+	values[2] = IntervalPGetDatum(outcome.retry_after);
+	values[3] = TimestampTzGetDatum(outcome.reset_at);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
@@ -846,26 +574,11 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 Datum
 regstack_rate_limit_record(PG_FUNCTION_ARGS)
 {
-	RateLimitKey k;
-	RegstackCall call;
-	RateLimitState state;
-	TimestampTz now_ts;
-	int64		next_seq;
-	int64		start_seq;
+	RegstackRateKey k;
+	RateLimitOutcome outcome;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
-
-	regstack_begin_call(&call);
-	if (!rate_limits_fast_append(&k, false, 0, 0, GetCurrentTimestamp(),
-								 &next_seq, &start_seq, &now_ts))
-	{
-		(void) rate_limits_lock(&k, false, &state, &now_ts);
-		now_ts = Max(now_ts, state.clock_at);
-		rate_limits_append(&k, &state, now_ts);
-		rate_limits_write_state(&k, &state);
-	}
-	regstack_end_call(&call);
-
+	rate_limits_apply(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
 	PG_RETURN_VOID();
 }
 

@@ -26,6 +26,10 @@
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
+#include "access/tableam.h"
+#include "utils/rel.h"
+#include "utils/snapshot.h"
+
 /* A token is 256 random bits, printed as unpadded base64url. */
 #define REGSTACK_TOKEN_BYTES		32
 #define REGSTACK_TOKEN_CHARS		43
@@ -36,8 +40,9 @@
 #define REGSTACK_MAX_TEXT_BYTES		4096
 #define REGSTACK_MAX_PAYLOAD_BYTES	16384
 
-/* Advisory-lock class used by regstack's own transaction-scoped locks. */
-#define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253
+/* Advisory-lock classes of regstack's own transaction-scoped locks. */
+#define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253	/* (token type, subject) */
+#define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* creating a rate-limit state */
 
 /* ---- encoding.c: randomness, SHA-256 and base64url ---- */
 
@@ -71,8 +76,17 @@ typedef struct RegstackCall
 extern void regstack_begin_call(RegstackCall *call);
 extern void regstack_end_call(RegstackCall *call);
 
-/* OID of regstack.auth_ephemeral_tokens, its layout checked; cached. */
-extern Oid	regstack_tokens_relid(void);
+/* The tables the direct heap paths use. */
+typedef enum RegstackTable
+{
+	RS_TABLE_TOKENS,			/* regstack.auth_ephemeral_tokens */
+	RS_TABLE_RATE_STATE,		/* regstack.auth_rate_limit_state */
+	RS_TABLE_RATE_EVENTS,		/* regstack.auth_rate_limit_events */
+	RS_NUM_TABLES
+} RegstackTable;
+
+/* OID of one of regstack's tables, its column layout checked; cached. */
+extern Oid	regstack_table_relid(RegstackTable table);
 
 /* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
 extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
@@ -135,6 +149,18 @@ extern const void *regstack_registry_find(RegstackRegistryCache *cache,
 										  const char *key);
 /* All keys, comma-separated, palloc'd: for error hints. */
 extern char *regstack_registry_keys(RegstackRegistryCache *cache);
+
+/* ---- heap_access.c: shared by the direct heap and index paths ---- */
+
+/* CommandCounterIncrement, then a fresh registered snapshot in *snapshot. */
+extern void regstack_statement_snapshot(Snapshot *snapshot);
+
+/* Give the tuple just written from slot its entries in every index of rel. */
+extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
+										  bool update);
+
+/* 40001 where UPDATE/DELETE would raise it; else returns result. */
+extern TM_Result regstack_check_conflict(TM_Result result);
 
 /* ---- token_types.c: the cached registry of token types ---- */
 
@@ -235,6 +261,99 @@ extern char *regstack_issue(const char *type_name,
 /* Delete up to limit expired tokens (limit <= 0: all); return how many. */
 extern int64 regstack_purge_tokens(int64 limit);
 
+/* ---- rate_limit_store.c: direct access to the rate-limit tables ---- */
+
+/* Column numbers of regstack.auth_rate_limit_state (checked in context.c). */
+typedef enum RegstackRateStateColumn
+{
+	RS_STATE_KEY = 1,
+	RS_STATE_EVENT_TYPE,
+	RS_STATE_NEXT_SEQ,
+	RS_STATE_START_SEQ,
+	RS_STATE_START_AT,
+	RS_STATE_WINDOW_US,
+	RS_STATE_LAST_AT,
+	RS_STATE_CLOCK_AT
+} RegstackRateStateColumn;
+#define RS_STATE_NUM_COLS RS_STATE_CLOCK_AT
+
+/* Column numbers of regstack.auth_rate_limit_events (checked in context.c). */
+typedef enum RegstackRateEventColumn
+{
+	RS_EVENT_KEY = 1,
+	RS_EVENT_EVENT_TYPE,
+	RS_EVENT_SEQ,
+	RS_EVENT_OCCURRED_AT
+} RegstackRateEventColumn;
+#define RS_EVENT_NUM_COLS RS_EVENT_OCCURRED_AT
+
+/* A (key, event_type) pair. */
+typedef struct RegstackRateKey
+{
+	text	   *key;
+	text	   *event_type;
+} RegstackRateKey;
+
+/* A state row (see rate_limits.c for what the fields mean). */
+typedef struct RegstackRateState
+{
+	int64		next_seq;
+	int64		start_seq;
+	TimestampTz start_at;		/* valid when start_seq < next_seq */
+	bool		window_known;
+	int64		window_us;
+	bool		has_last;
+	TimestampTz last_at;
+	TimestampTz clock_at;
+	ItemPointerData tid;		/* where the row version read is */
+} RegstackRateState;
+
+/* The open rate-limit tables and the current statement snapshot. */
+typedef struct RegstackRateStore
+{
+	Relation	state_rel;
+	Relation	state_index;
+	Relation	events_rel;
+	Relation	events_index;
+	Snapshot	snapshot;
+	TupleTableSlot *state_slot;
+	TupleTableSlot *event_slot;
+} RegstackRateStore;
+
+/* Open the tables (write: for writing, 25006 in read-only transactions). */
+extern void regstack_rate_store_open(RegstackRateStore *store, bool write);
+extern void regstack_rate_store_close(RegstackRateStore *store);
+/* A new statement: see committed work and this transaction's own. */
+extern void regstack_rate_store_refresh(RegstackRateStore *store);
+
+/* The state row of k visible to the statement snapshot, into *state. */
+extern bool regstack_rate_state_find(RegstackRateStore *store,
+									 const RegstackRateKey *k,
+									 RegstackRateState *state);
+/* Whether any transaction has committed a state row for k. */
+extern bool regstack_rate_state_committed(RegstackRateStore *store,
+										  const RegstackRateKey *k);
+/* Replace the row version at state->tid by *state, or lock it. */
+extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
+											const RegstackRateKey *k,
+											const RegstackRateState *state);
+extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
+										  const RegstackRateState *state);
+/* Insert a new state row for k. */
+extern void regstack_rate_state_insert(RegstackRateStore *store,
+									   const RegstackRateKey *k,
+									   const RegstackRateState *state);
+
+/* The first event of k with seq >= from (backward: the last event). */
+extern bool regstack_rate_event_probe(RegstackRateStore *store,
+									  const RegstackRateKey *k, int64 from,
+									  bool backward,
+									  int64 *seq, TimestampTz *at);
+/* Record event seq of k at time at. */
+extern void regstack_rate_event_insert(RegstackRateStore *store,
+									   const RegstackRateKey *k, int64 seq,
+									   TimestampTz at);
+
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
 /* Longest key rate_limit_* accept, in bytes (22001 beyond). */
@@ -291,9 +410,6 @@ extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
 										 BlockNumber stop_block,
 										 bool skip_locked,
 										 BlockNumber *nblocks);
-
-/* Delete up to limit stale rate-limit events (limit <= 0: all). */
-extern int64 regstack_purge_events(int64 limit);
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

@@ -115,22 +115,6 @@ store_find(Relation rel, Relation pk_index, Snapshot snapshot,
 	return found;
 }
 
-/* Insert index entries for the tuple in slot into every index of rel. */
-static void
-store_insert_index_entries(Relation rel, TupleTableSlot *slot, bool update)
-{
-	EState	   *estate = CreateExecutorState();
-	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
-
-	/* Range-table index 0: no query, so no updated-column set to consult. */
-	InitResultRelInfo(result_rel, rel, 0, NULL, 0);
-	ExecOpenIndices(result_rel, false);
-	(void) ExecInsertIndexTuples(result_rel, slot, estate, update, false,
-								 NULL, NIL);
-	ExecCloseIndices(result_rel);
-	FreeExecutorState(estate);
-}
-
 /* Replace the row at tid by values with result set; like UPDATE. */
 static TM_Result
 store_update_result(Relation rel, ItemPointer tid, Snapshot snapshot,
@@ -156,7 +140,7 @@ store_update_result(Relation rel, ItemPointer tid, Snapshot snapshot,
 								snapshot, InvalidSnapshot, true, tmfd,
 								&lockmode, &update_indexes);
 	if (result == TM_Ok && update_indexes)
-		store_insert_index_entries(rel, slot, true);
+		regstack_insert_index_entries(rel, slot, true);
 	if (result == TM_Ok)
 	{
 		values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
@@ -164,38 +148,6 @@ store_update_result(Relation rel, ItemPointer tid, Snapshot snapshot,
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	return result;
-}
-
-/*
- * Decide what a failed delete or update means.  Returns true when the
- * token should be looked up again (READ COMMITTED, concurrently updated);
- * false when it is gone; raises a serialization failure where DELETE would.
- */
-static bool
-store_after_conflict(TM_Result result)
-{
-	switch (result)
-	{
-		case TM_SelfModified:
-			/* Already deleted or changed by this very command. */
-			return false;
-		case TM_Updated:
-			if (IsolationUsesXactSnapshot())
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent update")));
-			return true;
-		case TM_Deleted:
-			if (IsolationUsesXactSnapshot())
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent delete")));
-			return false;
-		default:
-			elog(ERROR, "unexpected result %d from a token delete or update",
-				 (int) result);
-	}
-	pg_unreachable();
 }
 
 /*
@@ -214,25 +166,24 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 	Datum		row_values[MaxTupleAttributeNumber];
 	bool		row_nulls[MaxTupleAttributeNumber];
 	bool		done = false;
+	Snapshot	snapshot = NULL;
 
 	if (action == RS_TOKEN_DELETE)
 		PreventCommandIfReadOnly("consume_token()");
 	else if (action == RS_TOKEN_SET_RESULT)
 		PreventCommandIfReadOnly("attach_result()");
-	rel = table_open(regstack_tokens_relid(), lockmode);
+	rel = table_open(regstack_table_relid(RS_TABLE_TOKENS), lockmode);
 	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
 
 	for (;;)
 	{
-		Snapshot	snapshot;
 		ItemPointerData tid;
 		TM_FailureData tmfd;
 		TM_Result	result = TM_Ok;
 		bool		retry = false;
 
 		/* Like SPI before a statement: see this transaction's own work. */
-		CommandCounterIncrement();
-		snapshot = RegisterSnapshot(GetTransactionSnapshot());
+		regstack_statement_snapshot(&snapshot);
 
 		if (store_find(rel, pk_index, snapshot, key->token_hash,
 					   row_values, row_nulls, &tid) &&
@@ -247,13 +198,19 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 											 row_nulls, new_result, &tmfd);
 			if (result == TM_Ok)
 				done = true;
+
+			/*
+			 * Lost a race: a concurrent update (attach_result) means look
+			 * the token up again, as EvalPlanQual does for DELETE; a
+			 * concurrent delete means it is gone.
+			 */
 			else
-				retry = store_after_conflict(result);
+				retry = regstack_check_conflict(result) == TM_Updated;
 		}
-		UnregisterSnapshot(snapshot);
 		if (!retry)
 			break;
 	}
+	UnregisterSnapshot(snapshot);
 
 	if (done)
 	{
@@ -273,7 +230,7 @@ regstack_token_insert(const Datum *values, const bool *nulls)
 	TupleTableSlot *slot;
 
 	PreventCommandIfReadOnly("issue_token()");
-	rel = table_open(regstack_tokens_relid(), RowExclusiveLock);
+	rel = table_open(regstack_table_relid(RS_TABLE_TOKENS), RowExclusiveLock);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
@@ -283,7 +240,7 @@ regstack_token_insert(const Datum *values, const bool *nulls)
 	ExecStoreVirtualTuple(slot);
 
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	store_insert_index_entries(rel, slot, false);
+	regstack_insert_index_entries(rel, slot, false);
 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
