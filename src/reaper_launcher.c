@@ -22,7 +22,8 @@
  * EXTENSION runs later is therefore picked up at the next round.
  *
  * Signals: SIGHUP reloads the configuration (a new naptime applies to the
- * current wait); SIGTERM stops the running worker (which finishes its
+ * current wait, and turning regstack.reaper_enabled on starts a round at
+ * once); SIGTERM stops the running worker (which finishes its
  * batch) and exits with code 1.
  *
  *-------------------------------------------------------------------------
@@ -294,6 +295,7 @@ regstack_reaper_launcher_main(Datum main_arg)
 {
 	TimestampTz last_round = 0;
 	bool		have_round = false;
+	bool		was_enabled = regstack_reaper_enabled;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -318,6 +320,11 @@ regstack_reaper_launcher_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		launcher_handle_signals(NULL);
+
+		/* Turned on by a reload: reap now, not a naptime from now. */
+		if (regstack_reaper_enabled && !was_enabled)
+			have_round = false;
+		was_enabled = regstack_reaper_enabled;
 
 		now_ts = GetCurrentTimestamp();
 		next_round = TimestampTzPlusMilliseconds(last_round,

@@ -15,13 +15,10 @@
  *	   WORKER_CHUNK_BLOCKS blocks it goes on while batches come back full;
  *	2. then deletes stale rate-limit events the same way while batches come
  *	   back full (regstack_purge_events).
- * Rows locked by foreground calls are skipped, so the reaper never waits
- * for a foreground transaction, and a consume_token never waits for the
- * reaper: it only ever needs live rows, which the reaper does not touch.
- * Skipping is done cheaply: a tokens batch first runs without row locks
- * under a very short lock_timeout (WORKER_FAST_LOCK_TIMEOUT); only if it
- * meets a locked row (or table) is it rolled back and run again with FOR
- * UPDATE SKIP LOCKED, which costs a second write of every row.
+ * Rows locked by foreground calls are skipped (purge.c), so the reaper
+ * never waits for a foreground transaction, and a consume_token never
+ * waits for the reaper: it only ever needs live rows, which the reaper
+ * does not touch.
  *
  * Before every batch the worker checks, in the batch's transaction:
  *	- that nobody wants the database to itself: DROP DATABASE, ALTER
@@ -83,12 +80,6 @@
  */
 #define WORKER_LOCK_TIMEOUT		"1s"
 
-/*
- * lock_timeout of a tokens batch's first try, without row locks: a
- * conflict sends the batch to the FOR UPDATE SKIP LOCKED variant.
- */
-#define WORKER_FAST_LOCK_TIMEOUT	"10ms"
-
 /* What a pass is deleting. */
 typedef enum WorkerPhase
 {
@@ -146,11 +137,10 @@ worker_database_available(void)
 /*
  * One batch in its own transaction: check the database and the extension,
  * then delete up to limit rows of the current phase; *deleted gets how
- * many.  skip_locked chooses the tokens statement (see the file header).
+ * many.
  */
 static WorkerBatchResult
-worker_batch_run(WorkerPass *pass, int64 limit, bool skip_locked,
-				 int64 *deleted)
+worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
 {
 	RegstackCall call;
 	BlockNumber nblocks = 0;
@@ -193,8 +183,7 @@ worker_batch_run(WorkerPass *pass, int64 limit, bool skip_locked,
 	regstack_begin_call(&call);
 	if (pass->phase == WORKER_TOKENS)
 		*deleted = regstack_purge_tokens_range(limit, &pass->after,
-											   pass->stop_block, skip_locked,
-											   &nblocks);
+											   pass->stop_block, &nblocks);
 	else
 		*deleted = regstack_purge_events(limit);
 	regstack_end_call(&call);
@@ -224,50 +213,6 @@ stop:
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return WORKER_BATCH_STOP;
-}
-
-/*
- * One batch: for tokens, first without row locks under a short
- * lock_timeout; on a lock conflict, rolled back and run again skipping
- * locked rows.  Other errors go up to the pass.
- */
-static WorkerBatchResult
-worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
-{
-	MemoryContext context = CurrentMemoryContext;
-	volatile WorkerBatchResult result = WORKER_BATCH_STOP;
-	volatile bool conflict = false;
-
-	if (pass->phase != WORKER_TOKENS)
-		return worker_batch_run(pass, limit, true, deleted);
-
-	SetConfigOption("lock_timeout", WORKER_FAST_LOCK_TIMEOUT,
-					PGC_USERSET, PGC_S_SESSION);
-	PG_TRY();
-	{
-		result = worker_batch_run(pass, limit, false, deleted);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(context);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			PG_RE_THROW();
-		FreeErrorData(edata);
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		conflict = true;
-	}
-	PG_END_TRY();
-	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT,
-					PGC_USERSET, PGC_S_SESSION);
-
-	if (!conflict)
-		return result;
-	return worker_batch_run(pass, limit, true, deleted);
 }
 
 /*

@@ -258,8 +258,18 @@ extern char *regstack_issue(const char *type_name,
 
 /* ---- purge.c: deleting expired rows, shared with the reaper ---- */
 
-/* Delete up to limit expired tokens (limit <= 0: all); return how many. */
-extern int64 regstack_purge_tokens(int64 limit);
+/* Delete every expired token (skipping rows others hold); how many. */
+extern int64 regstack_purge_tokens(void);
+
+/*
+ * The reaper's batch: delete up to limit expired tokens whose ctid lies
+ * after *after and before block stop_block, skipping rows others hold;
+ * move *after to the last one deleted; *nblocks gets the table's size.
+ * Returns how many.
+ */
+extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
+										 BlockNumber stop_block,
+										 BlockNumber *nblocks);
 
 /* ---- rate_limit_store.c: direct access to the rate-limit tables ---- */
 
@@ -400,16 +410,7 @@ extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
 
 /* Comma-separated event types that have a policy, palloc'd. */
 extern char *regstack_rate_limit_policy_names(void);
-/*
- * The reaper's batch: delete up to limit expired tokens whose ctid lies
- * after *after and before block stop_block (skipping rows locked by others
- * when skip_locked, else waiting for them); move *after to the last one
- * deleted; *nblocks gets the table's size.  Returns how many.
- */
-extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
-										 BlockNumber stop_block,
-										 bool skip_locked,
-										 BlockNumber *nblocks);
+
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

@@ -2,7 +2,9 @@
 # reaper batch is held in the middle of its transaction (rows locked,
 # some deleted), issue, consume, peek, attach and revoke all complete; and
 # the reaper skips rows a foreground transaction has locked instead of
-# waiting for them.
+# waiting for them.  The batch is held by a DELETE trigger, which sends
+# the reaper down its SQL path (purge.c); the trigger is then dropped and
+# the skipping is checked again on the direct path.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -101,6 +103,7 @@ ok( $node->poll_query_until('postgres',
 	'passes go on while the row is locked (no waiting)');
 is($node->safe_psql('postgres', 'SELECT last_error IS NULL FROM regstack.reaper_status'),
 	't', 'no error (no lock timeout) from skipping');
+
 $locker->query_safe('COMMIT');
 $locker->quit;
 ok( $node->poll_query_until('postgres',
@@ -109,6 +112,43 @@ ok( $node->poll_query_until('postgres',
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE subject = 'live2'"),
 	'1', 'live tokens were never touched');
+
+# Without the trigger the reaper deletes directly (no SQL): the same again.
+# The reaper is off (and no worker running) while the rows are made and
+# one is locked, so that it cannot take that row first.
+$node->safe_psql('postgres', 'DROP TRIGGER reaper_gate ON regstack.auth_ephemeral_tokens');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET regstack.reaper_enabled = off');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok( $node->poll_query_until('postgres',
+		"SELECT pid IS NULL FROM regstack.reaper_status"),
+	'reaper off, no worker running');
+insert_expired($node, 'postgres', 300, 'd');
+$locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+is( $locker->query_safe(q{
+	SELECT token_type FROM regstack.auth_ephemeral_tokens
+	 WHERE subject = 'expired' AND token_hash = sha256(convert_to('d1', 'UTF8'))
+	   FOR UPDATE}),
+	'pre_auth', 'a foreground transaction locks an expired row');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.reaper_enabled');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
+	'direct path: the reaper deletes everything but the locked row');
+$passes = $node->safe_psql('postgres', 'SELECT passes FROM regstack.reaper_status');
+ok( $node->poll_query_until('postgres',
+		"SELECT passes >= $passes + 2 FROM regstack.reaper_status"),
+	'direct path: passes go on while the row is locked (no waiting)');
+is( $node->safe_psql('postgres',
+		"$guard SELECT tokens_deleted FROM regstack.purge_expired()"),
+	'0', 'direct path: purge_expired skips the locked row instead of waiting');
+is($node->safe_psql('postgres', 'SELECT last_error IS NULL FROM regstack.reaper_status'),
+	't', 'direct path: no error from skipping');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
+	'direct path: the row goes once unlocked');
 
 # A failing pass: a session holds an ACCESS EXCLUSIVE lock on the table,
 # the reaper's batch gives up (its lock_timeout), the error is logged with
