@@ -407,14 +407,18 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 			/*
 			 * A check that records nothing makes no state row for a key
 			 * without events: it is allowed, and there is nothing to hold.
+			 * A recording call takes the key's lock first, then looks again.
 			 */
-			if (!rate_limits_new_state(&store, k, clock, &state) &&
-				mode == RATE_LIMITS_CHECK_ONLY)
+			if (key_locked || mode == RATE_LIMITS_CHECK_ONLY)
 			{
-				count = 0;
-				allowed = true;
-				now_ts = clock;
-				break;
+				if (!rate_limits_new_state(&store, k, clock, &state) &&
+					mode == RATE_LIMITS_CHECK_ONLY)
+				{
+					count = 0;
+					allowed = true;
+					now_ts = clock;
+					break;
+				}
 			}
 			if (!key_locked)
 			{

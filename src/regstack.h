@@ -328,6 +328,10 @@ typedef struct RegstackRateStore
 	Snapshot	snapshot;
 	TupleTableSlot *state_slot;
 	TupleTableSlot *event_slot;
+	/* index maintenance for inserts, set up on first use */
+	struct EState *estate;
+	struct ResultRelInfo *state_rri;
+	struct ResultRelInfo *events_rri;
 } RegstackRateStore;
 
 /* Open the tables (write: for writing, 25006 in read-only transactions). */
