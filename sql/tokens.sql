@@ -90,6 +90,11 @@ COMMIT;
 SELECT count(*) AS expired_rows FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
 SELECT * FROM regstack.purge_expired();
 SELECT count(*) AS expired_rows FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
+-- purge_expired sees rows written earlier in the same statement.
+SELECT p.tokens_deleted
+  FROM (SELECT regstack.issue_token('pre_auth', subject => 'erin', ttl => '1 microsecond') AS t,
+               pg_sleep(0.01)) AS issued,
+       LATERAL regstack.purge_expired() AS p;
 SELECT regstack.issue_token('password_reset', subject => 'dave', ttl => '24 hours') IS NOT NULL AS max_ttl_ok;
 SELECT expires_at - created_at AS ttl FROM regstack.auth_ephemeral_tokens WHERE subject = 'dave';
 

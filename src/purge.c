@@ -111,7 +111,7 @@ purge_tokens_direct(Relation rel, int64 limit, ItemPointer after,
 	Snapshot	snapshot = NULL;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TimestampTz now_ts = GetCurrentTimestamp();
-	CommandId	cid = GetCurrentCommandId(true);
+	CommandId	cid;
 	ItemPointerData first;
 	ItemPointerData last;
 	TableScanDesc scan;
@@ -129,7 +129,9 @@ purge_tokens_direct(Relation rel, int64 limit, ItemPointer after,
 	else
 		ItemPointerSet(&last, 0, 0);	/* empty range */
 
+	/* The command id after the snapshot's increment: see our own rows. */
 	regstack_statement_snapshot(&snapshot);
+	cid = GetCurrentCommandId(true);
 	scan = table_beginscan_tidrange(rel, snapshot, &first, &last);
 	while ((limit <= 0 || deleted < limit) &&
 		   table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))

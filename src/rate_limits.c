@@ -44,7 +44,8 @@
  * committed before its snapshot.  A key's first call inserts the row under
  * a transaction-scoped advisory lock on the key (class
  * REGSTACK_LOCK_CLASS_RATE_KEY in pg_locks), looking for the row again once
- * it holds that lock, so two first calls never both make it.  All locks
+ * it holds that lock, so two first calls never both make it; a check with
+ * record => false on such a key takes the same lock and makes no row.  All locks
  * are transaction-scoped: nothing survives the transaction, so this works
  * behind PgBouncer in transaction mode.
  *
@@ -405,21 +406,11 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 		if (!found)
 		{
 			/*
-			 * A check that records nothing makes no state row for a key
-			 * without events: it is allowed, and there is nothing to hold.
-			 * A recording call takes the key's lock first, then looks again.
+			 * No state row: take the key's lock, then look again, so that
+			 * no one else can make the row meanwhile (and, for a check that
+			 * records nothing, so that check, verify and record in one
+			 * transaction stay atomic).
 			 */
-			if (key_locked || mode == RATE_LIMITS_CHECK_ONLY)
-			{
-				if (!rate_limits_new_state(&store, k, clock, &state) &&
-					mode == RATE_LIMITS_CHECK_ONLY)
-				{
-					count = 0;
-					allowed = true;
-					now_ts = clock;
-					break;
-				}
-			}
 			if (!key_locked)
 			{
 				char	   *key = text_to_cstring(k->key);
@@ -427,13 +418,26 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 
 				regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, key, event_type);
 				key_locked = true;
-				continue;		/* look again, now that no one else can make it */
+				continue;
 			}
 			if (IsolationUsesXactSnapshot() &&
 				regstack_rate_state_committed(&store, k))
 				ereport(ERROR,
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 						 errmsg("could not serialize access due to concurrent update")));
+
+			/*
+			 * A check that records nothing on a key without events is
+			 * allowed and makes no state row; the key's lock is its hold.
+			 */
+			if (!rate_limits_new_state(&store, k, clock, &state) &&
+				mode == RATE_LIMITS_CHECK_ONLY)
+			{
+				count = 0;
+				allowed = true;
+				now_ts = clock;
+				break;
+			}
 		}
 
 		/* The per-key clock never goes back. */
