@@ -18,7 +18,10 @@
  * Rows locked by foreground calls are skipped (purge.c), so the reaper
  * never waits for a foreground transaction, and a consume_token never
  * waits for the reaper: it only ever needs live rows, which the reaper
- * does not touch.
+ * does not touch.  When other transactions wrote during a batch, the
+ * worker pauses for as long as the batch took before the next one
+ * (worker_yield_end), so that a large backlog does not fill the WAL that
+ * foreground commits must flush; with no other writers it does not pause.
  *
  * Before every batch the worker checks, in the batch's transaction:
  *	- that nobody wants the database to itself: DROP DATABASE, ALTER
@@ -52,6 +55,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/transam.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
@@ -59,6 +63,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
@@ -79,6 +84,13 @@
  * other sessions) is never kept waiting by a worker stuck on a lock.
  */
 #define WORKER_LOCK_TIMEOUT		"1s"
+
+/*
+ * When other transactions wrote during a batch (foreground work is going
+ * on), the worker waits this fraction of the batch's own duration before
+ * the next batch, so that their commits do not queue behind its WAL.
+ */
+#define WORKER_YIELD_FRACTION	1.0
 
 /* What a pass is deleting. */
 typedef enum WorkerPhase
@@ -215,6 +227,48 @@ stop:
 	return WORKER_BATCH_STOP;
 }
 
+/* What worker_yield_begin() saw before a batch. */
+typedef struct WorkerYield
+{
+	TimestampTz start;
+	uint64		next_xid;		/* the next transaction id to be assigned */
+} WorkerYield;
+
+/* Note the time and the next transaction id before a batch. */
+static void
+worker_yield_begin(WorkerYield *yield)
+{
+	yield->start = GetCurrentTimestamp();
+	yield->next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
+}
+
+/*
+ * After a batch: if other transactions that write (each takes a
+ * transaction id; the batch took at most one) started meanwhile, wait for
+ * WORKER_YIELD_FRACTION of the batch's duration (or until a signal), so
+ * that a reaper working through a large backlog leaves room for
+ * foreground commits; on a server with no other writes it goes on at full
+ * speed.
+ */
+static void
+worker_yield_end(const WorkerYield *yield)
+{
+	uint64		xids = U64FromFullTransactionId(ReadNextFullTransactionId()) -
+		yield->next_xid;
+	long		wait_ms;
+
+	if (xids <= 1)
+		return;
+	wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
+													  GetCurrentTimestamp()) *
+					  WORKER_YIELD_FRACTION);
+	if (wait_ms <= 0)
+		return;
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 wait_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
 /*
  * Called in PG_CATCH: log the error (as a WARNING with its context) and
  * record it, unless it only says that the extension has just been dropped.
@@ -254,6 +308,7 @@ worker_pass(WorkerPass *pass)
 	MemoryContext context = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
 	bool		failed = false;
+	WorkerYield yield;
 
 	PG_TRY();
 	{
@@ -283,9 +338,11 @@ worker_pass(WorkerPass *pass)
 				break;
 
 			limit = regstack_reaper_batch_size;
+			worker_yield_begin(&yield);
 			if (worker_batch(pass, limit, &deleted) == WORKER_BATCH_STOP)
 				break;
 			pass->batches++;
+			worker_yield_end(&yield);
 			if (phase == WORKER_TOKENS)
 				pass->tokens += deleted;
 			else
