@@ -91,6 +91,12 @@
  * the next batch, so that their commits do not queue behind its WAL.
  */
 #define WORKER_YIELD_FRACTION	1.0
+/*
+ * Longest such pause: the worker stays connected while it pauses, and DROP
+ * DATABASE waits only 5 seconds for other sessions to leave (the check at
+ * the start of the next batch lets it go).
+ */
+#define WORKER_YIELD_MAX_MS		500
 
 /* What a pass is deleting. */
 typedef enum WorkerPhase
@@ -262,6 +268,7 @@ worker_yield_end(const WorkerYield *yield)
 	wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
 													  GetCurrentTimestamp()) *
 					  WORKER_YIELD_FRACTION);
+	wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
 	if (wait_ms <= 0)
 		return;
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
