@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/sanitize.sh: run the pg_regress and isolation suites with every
+# test/valgrind.sh: run the pg_regress and isolation suites with every
 # server process under valgrind (memcheck), and fail on any error whose
 # stack passes through regstack.so: invalid reads or writes, use of
 # uninitialised memory, bad frees.
