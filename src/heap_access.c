@@ -35,20 +35,49 @@ regstack_statement_snapshot(Snapshot *snapshot)
 	*snapshot = RegisterSnapshot(GetTransactionSnapshot());
 }
 
-/* Insert index entries for the tuple just written from slot into rel. */
+/*
+ * Give the tuple just written from slot into rel its entries in every index
+ * of rel, opening the indexes on the writer's first use (an all-zero writer
+ * is unopened), so that a call writing several tuples opens them once.
+ */
+void
+regstack_index_writer_insert(RegstackIndexWriter *writer, Relation rel,
+							 TupleTableSlot *slot, bool update)
+{
+	if (writer->estate == NULL)
+	{
+		writer->estate = CreateExecutorState();
+		writer->result_rel = makeNode(ResultRelInfo);
+		/* Range-table index 0: no query, so no updated-column set. */
+		InitResultRelInfo(writer->result_rel, rel, 0, NULL, 0);
+		ExecOpenIndices(writer->result_rel, false);
+	}
+	Assert(writer->result_rel->ri_RelationDesc == rel);
+	(void) ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
+								 update, false, NULL, NIL);
+	ResetPerTupleExprContext(writer->estate);
+}
+
+/* Close what regstack_index_writer_insert() opened, if anything. */
+void
+regstack_index_writer_close(RegstackIndexWriter *writer)
+{
+	if (writer->estate == NULL)
+		return;
+	ExecCloseIndices(writer->result_rel);
+	FreeExecutorState(writer->estate);
+	writer->estate = NULL;
+	writer->result_rel = NULL;
+}
+
+/* Index entries for one tuple just written from slot into rel. */
 void
 regstack_insert_index_entries(Relation rel, TupleTableSlot *slot, bool update)
 {
-	EState	   *estate = CreateExecutorState();
-	ResultRelInfo *result_rel = makeNode(ResultRelInfo);
+	RegstackIndexWriter writer = {0};
 
-	/* Range-table index 0: no query, so no updated-column set to consult. */
-	InitResultRelInfo(result_rel, rel, 0, NULL, 0);
-	ExecOpenIndices(result_rel, false);
-	(void) ExecInsertIndexTuples(result_rel, slot, estate, update, false,
-								 NULL, NIL);
-	ExecCloseIndices(result_rel);
-	FreeExecutorState(estate);
+	regstack_index_writer_insert(&writer, rel, slot, update);
+	regstack_index_writer_close(&writer);
 }
 
 /*

@@ -27,7 +27,6 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -51,9 +50,8 @@ regstack_rate_store_open(RegstackRateStore *store, bool write)
 	store->events_index = index_open(RelationGetPrimaryKeyIndex(store->events_rel),
 									 lockmode);
 	store->snapshot = NULL;
-	store->estate = NULL;
-	store->state_rri = NULL;
-	store->events_rri = NULL;
+	memset(&store->state_indexes, 0, sizeof(store->state_indexes));
+	memset(&store->event_indexes, 0, sizeof(store->event_indexes));
 	store->state_slot = table_slot_create(store->state_rel, NULL);
 	store->event_slot = table_slot_create(store->events_rel, NULL);
 }
@@ -64,12 +62,8 @@ regstack_rate_store_close(RegstackRateStore *store)
 {
 	if (store->snapshot != NULL)
 		UnregisterSnapshot(store->snapshot);
-	if (store->state_rri != NULL)
-		ExecCloseIndices(store->state_rri);
-	if (store->events_rri != NULL)
-		ExecCloseIndices(store->events_rri);
-	if (store->estate != NULL)
-		FreeExecutorState(store->estate);
+	regstack_index_writer_close(&store->state_indexes);
+	regstack_index_writer_close(&store->event_indexes);
 	ExecDropSingleTupleTableSlot(store->state_slot);
 	ExecDropSingleTupleTableSlot(store->event_slot);
 	index_close(store->events_index, NoLock);
@@ -83,31 +77,6 @@ void
 regstack_rate_store_refresh(RegstackRateStore *store)
 {
 	regstack_statement_snapshot(&store->snapshot);
-}
-
-/*
- * Give the tuple just written from slot into rel (the state or the events
- * table) its index entries, opening rel's indexes once per call.
- */
-static void
-rate_store_index_entries(RegstackRateStore *store, Relation rel,
-						 TupleTableSlot *slot, bool update)
-{
-	ResultRelInfo **rri = (rel == store->state_rel) ?
-		&store->state_rri : &store->events_rri;
-
-	if (store->estate == NULL)
-		store->estate = CreateExecutorState();
-	if (*rri == NULL)
-	{
-		/* Range-table index 0: no query, so no updated-column set. */
-		*rri = makeNode(ResultRelInfo);
-		InitResultRelInfo(*rri, rel, 0, NULL, 0);
-		ExecOpenIndices(*rri, false);
-	}
-	(void) ExecInsertIndexTuples(*rri, slot, store->estate, update, false,
-								 NULL, NIL);
-	ResetPerTupleExprContext(store->estate);
 }
 
 /* Scan keys key = k->key AND event_type = k->event_type on index. */
@@ -224,7 +193,8 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 								InvalidSnapshot, true, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
-		rate_store_index_entries(store, store->state_rel, slot, true);
+		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
+									 slot, true);
 	ExecDropSingleTupleTableSlot(slot);
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
@@ -251,7 +221,8 @@ regstack_rate_state_insert(RegstackRateStore *store, const RegstackRateKey *k,
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 
 	table_tuple_insert(store->state_rel, slot, GetCurrentCommandId(true), 0, NULL);
-	rate_store_index_entries(store, store->state_rel, slot, false);
+	regstack_index_writer_insert(&store->state_indexes, store->state_rel,
+								 slot, false);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
@@ -310,6 +281,7 @@ regstack_rate_event_insert(RegstackRateStore *store, const RegstackRateKey *k,
 	ExecStoreVirtualTuple(slot);
 
 	table_tuple_insert(store->events_rel, slot, GetCurrentCommandId(true), 0, NULL);
-	rate_store_index_entries(store, store->events_rel, slot, false);
+	regstack_index_writer_insert(&store->event_indexes, store->events_rel,
+								 slot, false);
 	ExecDropSingleTupleTableSlot(slot);
 }

@@ -155,7 +155,19 @@ extern char *regstack_registry_keys(RegstackRegistryCache *cache);
 /* CommandCounterIncrement, then a fresh registered snapshot in *snapshot. */
 extern void regstack_statement_snapshot(Snapshot *snapshot);
 
+/* Index maintenance for tuples written directly into one relation. */
+typedef struct RegstackIndexWriter
+{
+	struct EState *estate;		/* NULL until first use */
+	struct ResultRelInfo *result_rel;
+} RegstackIndexWriter;
+
 /* Give the tuple just written from slot its entries in every index of rel. */
+extern void regstack_index_writer_insert(RegstackIndexWriter *writer,
+										 Relation rel, TupleTableSlot *slot,
+										 bool update);
+extern void regstack_index_writer_close(RegstackIndexWriter *writer);
+/* The same for a single tuple: open, insert, close. */
 extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
 										  bool update);
 
@@ -328,10 +340,8 @@ typedef struct RegstackRateStore
 	Snapshot	snapshot;
 	TupleTableSlot *state_slot;
 	TupleTableSlot *event_slot;
-	/* index maintenance for inserts, set up on first use */
-	struct EState *estate;
-	struct ResultRelInfo *state_rri;
-	struct ResultRelInfo *events_rri;
+	RegstackIndexWriter state_indexes;
+	RegstackIndexWriter event_indexes;
 } RegstackRateStore;
 
 /* Open the tables (write: for writing, 25006 in read-only transactions). */
