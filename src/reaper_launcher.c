@@ -68,21 +68,33 @@ static MemoryContext launcher_round_context = NULL;
 /* Whether the "no background worker slot" warning was given (say it once). */
 static bool launcher_warned_no_slot = false;
 
+/*
+ * Fill *worker for one of regstack's background workers: function in
+ * regstack.so, shown as type (and, until the caller changes it, as name).
+ */
+static void
+launcher_worker_init(BackgroundWorker *worker, const char *function,
+					 const char *type, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	strlcpy(worker->bgw_library_name, "regstack", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker->bgw_name, type, BGW_MAXLEN);
+	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+}
+
 /* Register the launcher as a static background worker (preload only). */
 void
 regstack_reaper_register_launcher(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = LAUNCHER_RESTART_SECONDS;
-	strlcpy(worker.bgw_library_name, "regstack", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "regstack_reaper_launcher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "regstack launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "regstack launcher", BGW_MAXLEN);
+	launcher_worker_init(&worker, "regstack_reaper_launcher_main",
+						 "regstack launcher", LAUNCHER_RESTART_SECONDS);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -180,16 +192,10 @@ launcher_run_worker(const LauncherDatabase *db)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "regstack", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "regstack_reaper_worker_main", BGW_MAXLEN);
+	launcher_worker_init(&worker, "regstack_reaper_worker_main",
+						 "regstack reaper", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "regstack reaper for database \"%s\"",
 			 NameStr(db->datname));
-	strlcpy(worker.bgw_type, "regstack reaper", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(db->datid);
 	/* the worker names its database in its messages without a lookup */
 	StaticAssertStmt(NAMEDATALEN <= BGW_EXTRALEN, "bgw_extra too small for a name");
