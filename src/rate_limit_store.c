@@ -174,12 +174,14 @@ rate_store_state_slot(RegstackRateStore *store, const RegstackRateKey *k,
 
 /*
  * Replace the row version at state->tid by *state, waiting for a concurrent
- * writer; TM_Ok, or TM_Updated/TM_Deleted in READ COMMITTED (40001 in
- * REPEATABLE READ and SERIALIZABLE).
+ * writer if wait; TM_Ok, TM_BeingModified (not waiting: a transaction,
+ * *holder, holds the row), or TM_Updated/TM_Deleted in READ COMMITTED
+ * (40001 in REPEATABLE READ and SERIALIZABLE).
  */
 TM_Result
 regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
-						   const RegstackRateState *state)
+						   const RegstackRateState *state, bool wait,
+						   TransactionId *holder)
 {
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 	ItemPointerData tid = state->tid;
@@ -190,18 +192,23 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 
 	result = table_tuple_update(store->state_rel, &tid, slot,
 								GetCurrentCommandId(true), store->snapshot,
-								InvalidSnapshot, true, &tmfd, &lockmode,
+								InvalidSnapshot, wait, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
 		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
 									 slot, true);
 	ExecDropSingleTupleTableSlot(slot);
-	return result == TM_Ok ? result : regstack_check_conflict(result);
+	if (result == TM_BeingModified)
+		*holder = tmfd.xmax;
+	if (result == TM_Ok || result == TM_BeingModified)
+		return result;
+	return regstack_check_conflict(result);
 }
 
 /* Lock the row version at state->tid FOR UPDATE; results as for update. */
 TM_Result
-regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *state)
+regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *state,
+						 bool wait, TransactionId *holder)
 {
 	ItemPointerData tid = state->tid;
 	TM_FailureData tmfd;
@@ -209,7 +216,13 @@ regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *stat
 
 	result = table_tuple_lock(store->state_rel, &tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleExclusive, LockWaitBlock, 0, &tmfd);
+							  LockTupleExclusive,
+							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
+	if (result == TM_WouldBlock)
+	{
+		*holder = tmfd.xmax;
+		return TM_BeingModified;
+	}
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 

@@ -45,7 +45,12 @@
  * a transaction-scoped advisory lock on the key (class
  * REGSTACK_LOCK_CLASS_RATE_KEY in pg_locks), looking for the row again once
  * it holds that lock, so two first calls never both make it; a check with
- * record => false on such a key takes the same lock and makes no row.  All locks
+ * record => false on such a key takes the same lock and makes no row.  A
+ * call that finds the state row busy (another transaction holds it) first
+ * takes the key's queue lock (class REGSTACK_LOCK_CLASS_RATE_QUEUE) and
+ * only then waits for the row: the waiters of a hot key queue in the lock
+ * manager, and each commit wakes only the one at the head, instead of
+ * every waiter waking to race for the new row version.  All locks
  * are transaction-scoped: nothing survives the transaction, so this works
  * behind PgBouncer in transaction mode.
  *
@@ -79,6 +84,7 @@
  */
 #include "regstack.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
@@ -366,6 +372,14 @@ rate_limits_retry_after(RegstackRateStore *store, const RegstackRateKey *k,
 	return rate_limits_seconds_until(at + window_us, clock);
 }
 
+/* Take the transaction-scoped lock of class lock_class on k. */
+static void
+rate_limits_lock_key(uint16 lock_class, const RegstackRateKey *k)
+{
+	regstack_xact_lock(lock_class, text_to_cstring(k->key),
+					   text_to_cstring(k->event_type));
+}
+
 /*
  * Decide a call on k and write what it changes; see the file header.
  *
@@ -385,6 +399,8 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 {
 	RegstackRateStore store;
 	bool		key_locked = false;
+	bool		wait = false;
+	TransactionId holder = InvalidTransactionId;
 	RegstackRateState state;
 	TimestampTz clock;
 	TimestampTz now_ts;
@@ -413,10 +429,7 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 			 */
 			if (!key_locked)
 			{
-				char	   *key = text_to_cstring(k->key);
-				char	   *event_type = text_to_cstring(k->event_type);
-
-				regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, key, event_type);
+				rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, k);
 				key_locked = true;
 				continue;
 			}
@@ -463,14 +476,27 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 			result = TM_Ok;
 		}
 		else if (appended || moved)
-			result = regstack_rate_state_update(&store, k, &state);
+			result = regstack_rate_state_update(&store, k, &state, wait,
+												&holder);
 		else
-			result = regstack_rate_state_lock(&store, &state);
+			result = regstack_rate_state_lock(&store, &state, wait, &holder);
 		if (result == TM_Ok)
 		{
 			if (appended)
 				regstack_rate_event_insert(&store, k, event_seq, now_ts);
 			break;
+		}
+		if (result == TM_BeingModified)
+		{
+			/*
+			 * Busy.  Held by this transaction (an earlier check locked the
+			 * row): go on.  Else queue behind the other waiters (waiting
+			 * for the queue lock while holding the row would deadlock with
+			 * them), then look again and wait for the row itself.
+			 */
+			if (!TransactionIdIsCurrentTransactionId(holder))
+				rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
+			wait = true;
 		}
 		/* READ COMMITTED, changed or deleted since we read it: again. */
 	}

@@ -43,6 +43,7 @@
 /* Advisory-lock classes of regstack's own transaction-scoped locks. */
 #define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253	/* (token type, subject) */
 #define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* creating a rate-limit state */
+#define REGSTACK_LOCK_CLASS_RATE_QUEUE	0x5255	/* queueing for a busy state row */
 
 /* ---- encoding.c: randomness, SHA-256 and base64url ---- */
 
@@ -357,12 +358,17 @@ extern bool regstack_rate_state_find(RegstackRateStore *store,
 /* Whether any transaction has committed a state row for k. */
 extern bool regstack_rate_state_committed(RegstackRateStore *store,
 										  const RegstackRateKey *k);
-/* Replace the row version at state->tid by *state, or lock it. */
+/*
+ * Replace the row version at state->tid by *state, or lock it; without
+ * wait, TM_BeingModified when a transaction (*holder) holds it.
+ */
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
-											const RegstackRateState *state);
+											const RegstackRateState *state,
+											bool wait, TransactionId *holder);
 extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
-										  const RegstackRateState *state);
+										  const RegstackRateState *state,
+										  bool wait, TransactionId *holder);
 /* Insert a new state row for k. */
 extern void regstack_rate_state_insert(RegstackRateStore *store,
 									   const RegstackRateKey *k,
