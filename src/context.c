@@ -197,20 +197,40 @@ regstack_plan(SPIPlanPtr *slot, const char *sql, int nargs,
 }
 
 /*
- * Exclusive transaction-scoped advisory lock on (lock_class, key1, key2),
- * hashed to 64 bits.  A hash collision only serializes two unrelated keys.
+ * The advisory lock tag of (lock_class, key1, key2), hashed to 64 bits.  A
+ * hash collision only serializes two unrelated keys.
  */
-void
-regstack_xact_lock(uint16 lock_class, const char *key1, const char *key2)
+static void
+context_lock_tag(LOCKTAG *tag, uint16 lock_class, const char *key1,
+				 const char *key2)
 {
 	uint64		hash;
-	LOCKTAG		tag;
 
 	hash = hash_bytes_extended((const unsigned char *) key1,
 							   strlen(key1), 0);
 	hash = hash_bytes_extended((const unsigned char *) key2,
 							   strlen(key2), hash);
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (hash >> 32),
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (hash >> 32),
 						 (uint32) hash, lock_class);
+}
+
+/* Exclusive transaction-scoped advisory lock on (lock_class, key1, key2). */
+void
+regstack_xact_lock(uint16 lock_class, const char *key1, const char *key2)
+{
+	LOCKTAG		tag;
+
+	context_lock_tag(&tag, lock_class, key1, key2);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/* Release, before the transaction ends, a lock regstack_xact_lock() took. */
+void
+regstack_xact_unlock(uint16 lock_class, const char *key1, const char *key2)
+{
+	LOCKTAG		tag;
+
+	context_lock_tag(&tag, lock_class, key1, key2);
+	if (!LockRelease(&tag, ExclusiveLock, false))
+		elog(ERROR, "regstack lock of class %u was not held", lock_class);
 }

@@ -25,11 +25,14 @@
 #include "regstack.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 
@@ -173,15 +176,43 @@ rate_store_state_slot(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
+ * Whether the state row version regstack_rate_state_find() just found is
+ * being changed (updated, deleted or locked) by another transaction that
+ * is still running: a hint for queueing (rate_limits.c), read under the
+ * buffer's share lock.  A multixact or a key-share lock counts as not
+ * busy, so that such a row is waited for as UPDATE would, without queueing.
+ */
+bool
+regstack_rate_state_busy(RegstackRateStore *store)
+{
+	BufferHeapTupleTableSlot *slot = (BufferHeapTupleTableSlot *) store->state_slot;
+	HeapTupleHeader header;
+	uint16		infomask;
+	TransactionId xmax;
+
+	Assert(TTS_IS_BUFFERTUPLE(store->state_slot) && BufferIsValid(slot->buffer));
+	LockBuffer(slot->buffer, BUFFER_LOCK_SHARE);
+	header = slot->base.tuple->t_data;
+	infomask = header->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(header);
+	LockBuffer(slot->buffer, BUFFER_LOCK_UNLOCK);
+
+	if ((infomask & HEAP_XMAX_INVALID) || (infomask & HEAP_XMAX_IS_MULTI))
+		return false;
+	if (HEAP_XMAX_IS_LOCKED_ONLY(infomask) && HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
+		return false;
+	return !TransactionIdIsCurrentTransactionId(xmax) &&
+		TransactionIdIsInProgress(xmax);
+}
+
+/*
  * Replace the row version at state->tid by *state, waiting for a concurrent
- * writer if wait; TM_Ok, TM_BeingModified (not waiting: a transaction,
- * *holder, holds the row), or TM_Updated/TM_Deleted in READ COMMITTED
- * (40001 in REPEATABLE READ and SERIALIZABLE).
+ * writer; TM_Ok, or TM_Updated/TM_Deleted in READ COMMITTED (40001 in
+ * REPEATABLE READ and SERIALIZABLE).
  */
 TM_Result
 regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
-						   const RegstackRateState *state, bool wait,
-						   TransactionId *holder)
+						   const RegstackRateState *state)
 {
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 	ItemPointerData tid = state->tid;
@@ -192,23 +223,18 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 
 	result = table_tuple_update(store->state_rel, &tid, slot,
 								GetCurrentCommandId(true), store->snapshot,
-								InvalidSnapshot, wait, &tmfd, &lockmode,
+								InvalidSnapshot, true, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
 		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
 									 slot, true);
 	ExecDropSingleTupleTableSlot(slot);
-	if (result == TM_BeingModified)
-		*holder = tmfd.xmax;
-	if (result == TM_Ok || result == TM_BeingModified)
-		return result;
-	return regstack_check_conflict(result);
+	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 
 /* Lock the row version at state->tid FOR UPDATE; results as for update. */
 TM_Result
-regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *state,
-						 bool wait, TransactionId *holder)
+regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *state)
 {
 	ItemPointerData tid = state->tid;
 	TM_FailureData tmfd;
@@ -216,13 +242,7 @@ regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *stat
 
 	result = table_tuple_lock(store->state_rel, &tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleExclusive,
-							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
-	if (result == TM_WouldBlock)
-	{
-		*holder = tmfd.xmax;
-		return TM_BeingModified;
-	}
+							  LockTupleExclusive, LockWaitBlock, 0, &tmfd);
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 

@@ -46,12 +46,16 @@
  * REGSTACK_LOCK_CLASS_RATE_KEY in pg_locks), looking for the row again once
  * it holds that lock, so two first calls never both make it; a check with
  * record => false on such a key takes the same lock and makes no row.  A
- * call that finds the state row busy (another transaction holds it) first
- * takes the key's queue lock (class REGSTACK_LOCK_CLASS_RATE_QUEUE) and
- * only then waits for the row: the waiters of a hot key queue in the lock
- * manager, and each commit wakes only the one at the head, instead of
- * every waiter waking to race for the new row version.  All locks
- * are transaction-scoped: nothing survives the transaction, so this works
+ * call about to write a state row that another running transaction is
+ * changing first takes the key's queue lock (class
+ * REGSTACK_LOCK_CLASS_RATE_QUEUE), looks again, and only then waits for
+ * the row; it releases the queue lock when it returns, holding the row or
+ * (denied) nothing.  So the waiters of a hot key line up in the lock
+ * manager, one of them at a time waits for the row, and each commit wakes
+ * that one, instead of every waiter waking to race for the new row
+ * version.  (A caller that finds the row free goes ahead of the queue; the
+ * order is arrival order among those that had to wait.)  All locks are
+ * transaction-scoped: nothing survives the transaction, so this works
  * behind PgBouncer in transaction mode.
  *
  * Denials take no lock.  If the committed events already fill the window,
@@ -84,7 +88,6 @@
  */
 #include "regstack.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
@@ -380,6 +383,14 @@ rate_limits_lock_key(uint16 lock_class, const RegstackRateKey *k)
 					   text_to_cstring(k->event_type));
 }
 
+/* Release the lock of class lock_class on k before the transaction ends. */
+static void
+rate_limits_unlock_key(uint16 lock_class, const RegstackRateKey *k)
+{
+	regstack_xact_unlock(lock_class, text_to_cstring(k->key),
+						 text_to_cstring(k->event_type));
+}
+
 /*
  * Decide a call on k and write what it changes; see the file header.
  *
@@ -391,7 +402,9 @@ rate_limits_lock_key(uint16 lock_class, const RegstackRateKey *k)
  * serialization failure.  A recording check that the committed state
  * already denies writes nothing and locks nothing.  A key without a state
  * row gets one under a transaction-scoped lock on the key, taken before
- * looking again, so that two first calls cannot both make it.
+ * looking again, so that two first calls cannot both make it.  A call
+ * that finds the row busy queues on the key's queue lock before waiting
+ * for the row, and leaves the queue when it returns.
  */
 static void
 rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
@@ -399,8 +412,7 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 {
 	RegstackRateStore store;
 	bool		key_locked = false;
-	bool		wait = false;
-	TransactionId holder = InvalidTransactionId;
+	bool		queued = false;
 	RegstackRateState state;
 	TimestampTz clock;
 	TimestampTz now_ts;
@@ -470,36 +482,42 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 			count++;
 		}
 
+		/*
+		 * Another transaction is changing the row: queue behind the other
+		 * callers that wait for it, then look again (it may be free by
+		 * then) and wait for the row itself.
+		 */
+		if (found && !queued && regstack_rate_state_busy(&store))
+		{
+			rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
+			queued = true;
+			continue;
+		}
+
 		if (!found)
 		{
 			regstack_rate_state_insert(&store, k, &state);
 			result = TM_Ok;
 		}
 		else if (appended || moved)
-			result = regstack_rate_state_update(&store, k, &state, wait,
-												&holder);
+			result = regstack_rate_state_update(&store, k, &state);
 		else
-			result = regstack_rate_state_lock(&store, &state, wait, &holder);
+			result = regstack_rate_state_lock(&store, &state);
 		if (result == TM_Ok)
 		{
 			if (appended)
 				regstack_rate_event_insert(&store, k, event_seq, now_ts);
 			break;
 		}
-		if (result == TM_BeingModified)
-		{
-			/*
-			 * Busy.  Held by this transaction (an earlier check locked the
-			 * row): go on.  Else queue behind the other waiters (waiting
-			 * for the queue lock while holding the row would deadlock with
-			 * them), then look again and wait for the row itself.
-			 */
-			if (!TransactionIdIsCurrentTransactionId(holder))
-				rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
-			wait = true;
-		}
 		/* READ COMMITTED, changed or deleted since we read it: again. */
 	}
+
+	/*
+	 * The row (or, for a denial, nothing) is what holds the key from here:
+	 * leave the queue, so that the next caller in it can wait for the row.
+	 */
+	if (queued)
+		rate_limits_unlock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
 
 	out->allowed = allowed;
 	out->remaining = allowed ? (int32) (max_events - count) : 0;

@@ -96,6 +96,9 @@ extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
 /* Take a transaction-scoped exclusive advisory lock on (class, key). */
 extern void regstack_xact_lock(uint16 lock_class, const char *key1,
 							   const char *key2);
+/* Release it before the transaction ends. */
+extern void regstack_xact_unlock(uint16 lock_class, const char *key1,
+								 const char *key2);
 
 /* ---- args.c: checking SQL arguments ---- */
 
@@ -358,17 +361,14 @@ extern bool regstack_rate_state_find(RegstackRateStore *store,
 /* Whether any transaction has committed a state row for k. */
 extern bool regstack_rate_state_committed(RegstackRateStore *store,
 										  const RegstackRateKey *k);
-/*
- * Replace the row version at state->tid by *state, or lock it; without
- * wait, TM_BeingModified when a transaction (*holder) holds it.
- */
+/* Whether another transaction is changing the row version just found. */
+extern bool regstack_rate_state_busy(RegstackRateStore *store);
+/* Replace the row version at state->tid by *state, or lock it. */
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
-											const RegstackRateState *state,
-											bool wait, TransactionId *holder);
+											const RegstackRateState *state);
 extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
-										  const RegstackRateState *state,
-										  bool wait, TransactionId *holder);
+										  const RegstackRateState *state);
 /* Insert a new state row for k. */
 extern void regstack_rate_state_insert(RegstackRateStore *store,
 									   const RegstackRateKey *k,
