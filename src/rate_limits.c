@@ -49,10 +49,10 @@
  * call about to write a state row that another running transaction is
  * changing first takes the key's queue lock (class
  * REGSTACK_LOCK_CLASS_RATE_QUEUE), looks again, and only then waits for
- * the row; it releases the queue lock when it returns, holding the row or
- * (denied) nothing.  So the waiters of a hot key line up in the lock
- * manager, one of them at a time waits for the row, and each commit wakes
- * that one, instead of every waiter waking to race for the new row
+ * the row.  It keeps the queue lock, like the row, until it commits, or
+ * releases it when it returns holding nothing (denied).  So the waiters of
+ * a hot key line up in the lock manager, and each commit wakes the one at
+ * the head, instead of every waiter waking to race for the new row
  * version.  (A caller that finds the row free goes ahead of the queue; the
  * order is arrival order among those that had to wait.)  All locks are
  * transaction-scoped: nothing survives the transaction, so this works
@@ -404,7 +404,8 @@ rate_limits_unlock_key(uint16 lock_class, const RegstackRateKey *k)
  * row gets one under a transaction-scoped lock on the key, taken before
  * looking again, so that two first calls cannot both make it.  A call
  * that finds the row busy queues on the key's queue lock before waiting
- * for the row, and leaves the queue when it returns.
+ * for the row; it leaves the queue when it commits, or at once if it
+ * returns holding nothing.
  */
 static void
 rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
@@ -413,6 +414,7 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 	RegstackRateStore store;
 	bool		key_locked = false;
 	bool		queued = false;
+	bool		holds_row = false;
 	RegstackRateState state;
 	TimestampTz clock;
 	TimestampTz now_ts;
@@ -507,16 +509,20 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 		{
 			if (appended)
 				regstack_rate_event_insert(&store, k, event_seq, now_ts);
+			holds_row = true;
 			break;
 		}
 		/* READ COMMITTED, changed or deleted since we read it: again. */
 	}
 
 	/*
-	 * The row (or, for a denial, nothing) is what holds the key from here:
-	 * leave the queue, so that the next caller in it can wait for the row.
+	 * A caller that now holds the row stays at the head of the queue until
+	 * it commits: the next one would only wait for that row anyway, and
+	 * waking it then costs one wake-up per commit.  One that holds nothing
+	 * (denied) leaves the queue at once, so that it never holds up others
+	 * while it goes on with its transaction.
 	 */
-	if (queued)
+	if (queued && !holds_row)
 		rate_limits_unlock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
 
 	out->allowed = allowed;
