@@ -197,12 +197,19 @@ regstack_rate_state_busy(RegstackRateStore *store)
 	xmax = HeapTupleHeaderGetRawXmax(header);
 	LockBuffer(slot->buffer, BUFFER_LOCK_UNLOCK);
 
-	if ((infomask & HEAP_XMAX_INVALID) || (infomask & HEAP_XMAX_IS_MULTI))
+	if (infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED | HEAP_XMAX_IS_MULTI))
 		return false;
 	if (HEAP_XMAX_IS_LOCKED_ONLY(infomask) && HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
 		return false;
 	return !TransactionIdIsCurrentTransactionId(xmax) &&
 		TransactionIdIsInProgress(xmax);
+}
+
+/* Let go of the row version found (its buffer pin) before sleeping. */
+void
+regstack_rate_state_release(RegstackRateStore *store)
+{
+	ExecClearTuple(store->state_slot);
 }
 
 /*

@@ -50,7 +50,9 @@
  * changing first takes the key's queue lock (class
  * REGSTACK_LOCK_CLASS_RATE_QUEUE), looks again, and only then waits for
  * the row.  It keeps the queue lock, like the row, until it commits, or
- * releases it when it returns holding nothing (denied).  So the waiters of
+ * releases it when it returns holding nothing (a recording call denied;
+ * a denied check with record => false still locks the row, so it keeps
+ * the queue lock too).  So the waiters of
  * a hot key line up in the lock manager, and each commit wakes the one at
  * the head, instead of every waiter waking to race for the new row
  * version.  (A caller that finds the row free goes ahead of the queue; the
@@ -491,6 +493,8 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 		 */
 		if (found && !queued && regstack_rate_state_busy(&store))
 		{
+			/* Do not pin the row's page while asleep: it blocks pruning. */
+			regstack_rate_state_release(&store);
 			rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
 			queued = true;
 			continue;
@@ -519,7 +523,8 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 	 * A caller that now holds the row stays at the head of the queue until
 	 * it commits: the next one would only wait for that row anyway, and
 	 * waking it then costs one wake-up per commit.  One that holds nothing
-	 * (denied) leaves the queue at once, so that it never holds up others
+	 * (a denied recording call) leaves the queue at once, so that it never
+	 * holds up others
 	 * while it goes on with its transaction.
 	 */
 	if (queued && !holds_row)

@@ -363,6 +363,8 @@ extern bool regstack_rate_state_committed(RegstackRateStore *store,
 										  const RegstackRateKey *k);
 /* Whether another transaction is changing the row version just found. */
 extern bool regstack_rate_state_busy(RegstackRateStore *store);
+/* Let go of the row version found (its buffer pin) before sleeping. */
+extern void regstack_rate_state_release(RegstackRateStore *store);
 /* Replace the row version at state->tid by *state, or lock it. */
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
