@@ -95,15 +95,12 @@ regstack_check_conflict(TM_Result result)
 		case TM_SelfModified:
 			return result;
 		case TM_Updated:
-			if (IsolationUsesXactSnapshot())
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent update")));
-			return result;
 		case TM_Deleted:
 			if (IsolationUsesXactSnapshot())
 				ereport(ERROR,
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 result == TM_Updated ?
+						 errmsg("could not serialize access due to concurrent update") :
 						 errmsg("could not serialize access due to concurrent delete")));
 			return result;
 		default:

@@ -258,23 +258,17 @@ rate_limits_advance(RegstackRateStore *store, const RegstackRateKey *k,
 					TimestampTz now_ts)
 {
 	TimestampTz cutoff = now_ts - window_us;
+	bool		same_window = state->window_known && state->window_us == window_us;
 	int64		first;
 	TimestampTz first_at;
 
-	if (state->window_known && state->window_us == window_us)
-	{
-		/* The pointer is for this window: events before it stay out. */
-		if (state->start_seq >= state->next_seq || state->start_at > cutoff)
-			return false;
-		rate_limits_find_window(store, k, state->next_seq, state->start_seq,
-								true, cutoff, &first, &first_at);
-	}
-	else
-		rate_limits_find_window(store, k, state->next_seq, state->start_seq,
-								false, cutoff, &first, &first_at);
-
-	if (state->window_known && state->window_us == window_us &&
-		first == state->start_seq)
+	/* A pointer for this window: events before it stay out. */
+	if (same_window &&
+		(state->start_seq >= state->next_seq || state->start_at > cutoff))
+		return false;
+	rate_limits_find_window(store, k, state->next_seq, state->start_seq,
+							same_window, cutoff, &first, &first_at);
+	if (same_window && first == state->start_seq)
 		return false;
 	state->start_seq = first;
 	state->start_at = first_at;

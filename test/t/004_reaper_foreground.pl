@@ -24,6 +24,36 @@ regstack.batch_size = 100
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION regstack');
 
+# With one expired row locked by a foreground transaction: the reaper
+# deletes the other expired rows, its passes go on (it skips the row, it
+# does not wait), and it records no error.
+sub locked_row_is_skipped
+{
+	my ($label) = @_;
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
+		"$label: the reaper deletes everything but the locked row");
+	my $passes = $node->safe_psql('postgres', 'SELECT passes FROM regstack.reaper_status');
+	ok( $node->poll_query_until('postgres',
+			"SELECT passes >= $passes + 2 FROM regstack.reaper_status"),
+		"$label: passes go on while the row is locked (no waiting)");
+	is($node->safe_psql('postgres', 'SELECT last_error IS NULL FROM regstack.reaper_status'),
+		't', "$label: no error (no lock timeout) from skipping");
+	return;
+}
+
+# The locker commits: the row it held goes too.
+sub locked_row_goes
+{
+	my ($label, $locker) = @_;
+	$locker->query_safe('COMMIT');
+	$locker->quit;
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
+		"$label: the row goes once unlocked");
+	return;
+}
+
 # Live tokens to use while the reaper is held.
 my @live = map {
 	$node->safe_psql('postgres',
@@ -94,21 +124,8 @@ is( $locker->query_safe(q{
 # waiting for it.
 $holder->query_safe('SELECT pg_advisory_unlock(4242)');
 $holder->quit;
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
-	'the held pass completes, and the reaper deletes everything but the locked row');
-my $passes = $node->safe_psql('postgres', 'SELECT passes FROM regstack.reaper_status');
-ok( $node->poll_query_until('postgres',
-		"SELECT passes >= $passes + 2 FROM regstack.reaper_status"),
-	'passes go on while the row is locked (no waiting)');
-is($node->safe_psql('postgres', 'SELECT last_error IS NULL FROM regstack.reaper_status'),
-	't', 'no error (no lock timeout) from skipping');
-
-$locker->query_safe('COMMIT');
-$locker->quit;
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
-	'the row goes once unlocked');
+locked_row_is_skipped('SQL path (held pass released)');
+locked_row_goes('SQL path', $locker);
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE subject = 'live2'"),
 	'1', 'live tokens were never touched');
@@ -132,23 +149,11 @@ is( $locker->query_safe(q{
 	'pre_auth', 'a foreground transaction locks an expired row');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.reaper_enabled');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
-	'direct path: the reaper deletes everything but the locked row');
-$passes = $node->safe_psql('postgres', 'SELECT passes FROM regstack.reaper_status');
-ok( $node->poll_query_until('postgres',
-		"SELECT passes >= $passes + 2 FROM regstack.reaper_status"),
-	'direct path: passes go on while the row is locked (no waiting)');
+locked_row_is_skipped('direct path');
 is( $node->safe_psql('postgres',
 		"$guard SELECT tokens_deleted FROM regstack.purge_expired()"),
 	'0', 'direct path: purge_expired skips the locked row instead of waiting');
-is($node->safe_psql('postgres', 'SELECT last_error IS NULL FROM regstack.reaper_status'),
-	't', 'direct path: no error from skipping');
-$locker->query_safe('COMMIT');
-$locker->quit;
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM regstack.auth_ephemeral_tokens WHERE subject = 'expired'"),
-	'direct path: the row goes once unlocked');
+locked_row_goes('direct path', $locker);
 
 # A failing pass: a session holds an ACCESS EXCLUSIVE lock on the table,
 # the reaper's batch gives up (its lock_timeout), the error is logged with
