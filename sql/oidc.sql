@@ -36,6 +36,11 @@ SELECT state FROM regstack.begin_oidc_flow('github', '/settings', mode => 'link'
 SELECT provider, mode, linking_user_id, expires_at - created_at AS ttl
   FROM regstack.peek_token(:'flow_state', 'oidc_state');
 
+-- Called in a select list it returns the same row as one composite value.
+SELECT (f).code_challenge_method, length((f).state) AS state_length
+  FROM (SELECT regstack.begin_oidc_flow('google', '/select-list') AS f) AS s;
+DELETE FROM regstack.auth_ephemeral_tokens WHERE redirect_to = '/select-list';
+
 -- Errors name the missing or bad field.
 SELECT pg_temp.err($$SELECT * FROM regstack.begin_oidc_flow(NULL, '/x')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.begin_oidc_flow('google', NULL)$$);

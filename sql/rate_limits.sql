@@ -287,6 +287,15 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA regstack FROM regress_rl_app;
 REVOKE ALL ON SCHEMA regstack FROM regress_rl_app;
 DROP ROLE regress_rl_app;
 DROP FUNCTION rl_events(text, text);
+-- Called in a select list, rate_limit_check returns the same row as one
+-- composite value.
+SELECT (regstack.rate_limit_check('select-list', 'api', 2, '1 hour')).allowed AS first;
+SELECT c.ok, c.left_now
+  FROM regstack.rate_limit_check('select-list', 'api', 2, '1 hour') AS c(ok, left_now);
+SELECT (r).allowed, (r).remaining, (r).retry_after > '0' AS must_wait
+  FROM (SELECT regstack.rate_limit_check('select-list', 'api', 2, '1 hour') AS r) AS s;
+SELECT regstack.rate_limit_reset('select-list');
+
 -- Put the shipped numbers back for the tests that follow.
 UPDATE regstack.rate_limit_policies SET max_events = 5 WHERE event_type = 'email_send';
 UPDATE regstack.rate_limit_policies SET max_events = 100, within = '15 minutes'

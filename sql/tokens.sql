@@ -129,5 +129,14 @@ SELECT subject FROM regstack.peek_token(
 SELECT subject FROM regstack.consume_token(
     regstack.issue_token('pre_auth', subject => 'ivan'), 'pre_auth');
 
+-- Called in a select list (and with its columns renamed), consume and peek
+-- return the same row: the result's shape comes from the calling plan.
+SELECT regstack.issue_token('pre_auth', subject => 'judy') AS tok \gset
+SELECT (regstack.peek_token(:'tok', 'pre_auth')).subject AS peeked;
+SELECT p.who FROM regstack.peek_token(:'tok', 'pre_auth') AS p(kind, who);
+SELECT (regstack.consume_token(:'tok', 'pre_auth')).subject AS consumed;
+SELECT count(*) AS consumed_again
+  FROM (SELECT regstack.consume_token(:'tok', 'pre_auth')) AS c;
+
 TRUNCATE regstack.auth_ephemeral_tokens;
 DROP EXTENSION pgcrypto;

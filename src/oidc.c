@@ -95,7 +95,7 @@ regstack_begin_oidc_flow(PG_FUNCTION_ARGS)
 	fields.value[RS_FIELD_CODE_VERIFIER] = verifier;
 	fields.value[RS_FIELD_NONCE] = nonce;
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	state = regstack_issue("oidc_state", &fields, ttl);
 

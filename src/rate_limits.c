@@ -583,7 +583,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 				 errmsg("record must not be null")));
 	record = PG_GETARG_BOOL(4);
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	/* Missing numbers come from the event type's policy. */
 	if (!have_max || within == NULL)

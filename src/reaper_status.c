@@ -331,7 +331,7 @@ regstack_reaper_status(PG_FUNCTION_ARGS)
 	int			nslots;
 	int			i;
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (status_shared == NULL)
 		PG_RETURN_VOID();
 

@@ -291,7 +291,7 @@ tokens_find(FunctionCallInfo fcinfo, RegstackTokenAction action)
 									   REGSTACK_MAX_TEXT_BYTES, true);
 	challenge = regstack_text_arg(fcinfo, 2, "challenge",
 								  REGSTACK_MAX_TEXT_BYTES, false);
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	/* A string of another shape was never issued: no row, no lookup. */
 	if (!regstack_token_wellformed(token))
