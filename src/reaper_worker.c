@@ -22,6 +22,9 @@
  * worker pauses for as long as the batch took before the next one
  * (worker_yield_end), so that a large backlog does not fill the WAL that
  * foreground commits must flush; with no other writers it does not pause.
+ * Other writers are looked for over the last pause and the batch: while a
+ * batch's WAL is being flushed, foreground commits wait for it and start
+ * no new transactions, so the batch alone would look like a quiet server.
  *
  * Before every batch the worker checks, in the batch's transaction:
  *	- that nobody wants the database to itself: DROP DATABASE, ALTER
@@ -233,47 +236,64 @@ stop:
 	return WORKER_BATCH_STOP;
 }
 
-/* What worker_yield_begin() saw before a batch. */
+/* What the worker saw of other writers, kept across the batches of a pass. */
 typedef struct WorkerYield
 {
-	TimestampTz start;
-	uint64		next_xid;		/* the next transaction id to be assigned */
+	TimestampTz start;			/* when the current batch started */
+	uint64		next_xid;		/* the next transaction id to be assigned
+								 * when the last pause ended (or the pass
+								 * started) */
 } WorkerYield;
 
-/* Note the time and the next transaction id before a batch. */
+/* Start watching for other writers: at the start of a pass. */
+static void
+worker_yield_init(WorkerYield *yield)
+{
+	yield->next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
+}
+
+/* Note the time before a batch. */
 static void
 worker_yield_begin(WorkerYield *yield)
 {
 	yield->start = GetCurrentTimestamp();
-	yield->next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
 }
 
 /*
  * After a batch: if other transactions that write (each takes a
- * transaction id; the batch took at most one) started meanwhile, wait for
- * WORKER_YIELD_FRACTION of the batch's duration (or until a signal), so
+ * transaction id; the batch took at most one) started since the last
+ * pause ended, pause for WORKER_YIELD_FRACTION of the batch's duration, so
  * that a reaper working through a large backlog leaves room for
  * foreground commits; on a server with no other writes it goes on at full
- * speed.
+ * speed.  The pause ends early only for a shutdown request or a
+ * configuration reload (the pass loop acts on both).
  */
 static void
-worker_yield_end(const WorkerYield *yield)
+worker_yield_end(WorkerYield *yield)
 {
 	uint64		xids = U64FromFullTransactionId(ReadNextFullTransactionId()) -
 		yield->next_xid;
 	long		wait_ms;
+	TimestampTz deadline;
 
-	if (xids <= 1)
-		return;
-	wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
-													  GetCurrentTimestamp()) *
-					  WORKER_YIELD_FRACTION);
-	wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
-	if (wait_ms <= 0)
-		return;
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 wait_ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
+	if (xids > 1)
+	{
+		wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
+														  GetCurrentTimestamp()) *
+						  WORKER_YIELD_FRACTION);
+		wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		while (wait_ms > 0 && !ShutdownRequestPending && !ConfigReloadPending)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													  deadline);
+		}
+	}
+	yield->next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
 }
 
 /*
@@ -316,6 +336,8 @@ worker_pass(WorkerPass *pass)
 	TimestampTz start = GetCurrentTimestamp();
 	bool		failed = false;
 	WorkerYield yield;
+
+	worker_yield_init(&yield);
 
 	PG_TRY();
 	{
