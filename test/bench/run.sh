@@ -312,7 +312,7 @@ bench_reaper_rows() {
 # period, the reaping (by the reaper's own rate measured before, with
 # room) and some idle time after it.
 bench_reaper_latency() {
-    local rate total t_start t_enable t_done secs
+    local rate total t_start t_enable t_done t_off secs
     rate=$(awk -F'\t' '$1 == "token_pair" && $2 == "regstack" && $3 == "on" {s += $5; n++}
                        END {r = (n ? s / n : 1000) * 0.3; print (r < 50 ? 50 : int(r))}' "$work/results.tsv")
     total=$(awk -F'\t' -v rows="$reaper_rows" -v idle="$idle_seconds" \
@@ -335,13 +335,17 @@ bench_reaper_latency() {
     else
         bench_fail "latency: reaper"; t_done=$(bench_now)
     fi
+    # bench_reap has switched the reaper off again (ALTER SYSTEM, reload):
+    # the idle time after reaping is counted from half a second after that.
+    t_off=$(bench_now)
     if ! wait "$pgbench_bg"; then
         tail -n 5 "$work/latency/pgbench.out" >&2
         bench_fail "latency: pgbench"
     fi
     pgbench_bg=
     cat "$work"/latency/pair.* >"$work/latency.log"
-    printf '%s\t%s\t%s\t%s\n' "$rate" "$t_start" "$t_enable" "$t_done" >"$work/latency_windows.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$rate" "$t_start" "$t_enable" "$t_done" "$t_off" \
+        >"$work/latency_windows.tsv"
     printf '  latency    token pair at %s/s for %s s: idle %.1f s, then reaping %.2f s\n' "$rate" "$total" \
         "$(bench_calc "$t_enable - $t_start")" "$(bench_calc "$t_done - $t_enable")"
 }
@@ -405,7 +409,7 @@ bench_report() {
     bench_psql bench -c "CREATE SCHEMA report" \
         -c "CREATE TABLE report.results (workload text, contender text, sync text, round int, value float8, unit text)" \
         -c "CREATE TABLE report.latency (client int, txn int, latency_us float8, script int, epoch bigint, epoch_us int, lag_us float8)" \
-        -c "CREATE TABLE report.windows (rate int, t_start float8, t_enable float8, t_done float8)"
+        -c "CREATE TABLE report.windows (rate int, t_start float8, t_enable float8, t_done float8, t_off float8)"
     bench_psql bench -c "COPY report.results FROM STDIN" <"$work/results.tsv"
     if [ -s "$work/latency.log" ]; then
         bench_psql bench -c "COPY report.latency FROM STDIN (DELIMITER ' ')" <"$work/latency.log"

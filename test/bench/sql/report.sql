@@ -16,8 +16,10 @@ SELECT workload, contender, sync, unit,
 
 -- Token-pair latency per phase, by completion time: idle (before the
 -- reaper is enabled, after the first second; and from half a second after
--- the table is empty) and reaping (from enabling it until the table is
--- empty).
+-- the table is empty and the reaper has been switched off again, so that
+-- neither it nor the ALTER SYSTEM and reload that switch it off fall in
+-- the idle figure) and reaping (from enabling it, the ALTER SYSTEM and
+-- reload included, until the table is empty).
 CREATE VIEW latency_phases AS
 SELECT phase, count(*) AS pairs,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_us) / 1000 AS p50_ms,
@@ -25,7 +27,7 @@ SELECT phase, count(*) AS pairs,
        max(latency_us) / 1000 AS max_ms
   FROM (SELECT CASE WHEN l.epoch + l.epoch_us / 1e6 BETWEEN w.t_start + 1 AND w.t_enable THEN 'idle'
                     WHEN l.epoch + l.epoch_us / 1e6 BETWEEN w.t_enable AND w.t_done THEN 'reaping'
-                    WHEN l.epoch + l.epoch_us / 1e6 > w.t_done + 0.5 THEN 'idle'
+                    WHEN l.epoch + l.epoch_us / 1e6 > greatest(w.t_done, w.t_off) + 0.5 THEN 'idle'
                END AS phase, l.latency_us
           FROM latency AS l, windows AS w) AS s
  WHERE phase IS NOT NULL
