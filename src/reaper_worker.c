@@ -18,13 +18,13 @@
  * Rows locked by foreground calls are skipped (purge.c), so the reaper
  * never waits for a foreground transaction, and a consume_token never
  * waits for the reaper: it only ever needs live rows, which the reaper
- * does not touch.  When other transactions wrote during a batch, the
- * worker pauses for as long as the batch took before the next one
- * (worker_yield_end), so that a large backlog does not fill the WAL that
- * foreground commits must flush; with no other writers it does not pause.
- * Other writers are looked for over the last pause and the batch: while a
- * batch's WAL is being flushed, foreground commits wait for it and start
- * no new transactions, so the batch alone would look like a quiet server.
+ * does not touch.  When other transactions wrote during the last pause or
+ * the batch just done, the worker pauses for as long as that batch took
+ * before the next one (worker_yield_end), so that a large backlog does not
+ * fill the WAL that foreground commits must flush; with no other writers
+ * it does not pause.  The pause counts because while a batch's WAL is
+ * being flushed, foreground commits wait for it and start no new
+ * transactions: judged by the batch alone, a busy server looks quiet.
  *
  * Before every batch the worker checks, in the batch's transaction:
  *	- that nobody wants the database to itself: DROP DATABASE, ALTER
@@ -89,9 +89,10 @@
 #define WORKER_LOCK_TIMEOUT		"1s"
 
 /*
- * When other transactions wrote during a batch (foreground work is going
- * on), the worker waits this fraction of the batch's own duration before
- * the next batch, so that their commits do not queue behind its WAL.
+ * When other transactions wrote during the last pause or the batch
+ * (foreground work is going on), the worker waits this fraction of the
+ * batch's own duration before the next batch, so that their commits do not
+ * queue behind its WAL.
  */
 #define WORKER_YIELD_FRACTION	1.0
 /*
@@ -241,7 +242,7 @@ typedef struct WorkerYield
 {
 	TimestampTz start;			/* when the current batch started */
 	uint64		next_xid;		/* the next transaction id to be assigned
-								 * when the last pause ended (or the pass
+								 * when the last pause began (or the pass
 								 * started) */
 } WorkerYield;
 
@@ -260,40 +261,44 @@ worker_yield_begin(WorkerYield *yield)
 }
 
 /*
- * After a batch: if other transactions that write (each takes a
- * transaction id; the batch took at most one) started since the last
- * pause ended, pause for WORKER_YIELD_FRACTION of the batch's duration, so
+ * After a batch that deleted rows: if other transactions that write (each
+ * takes a transaction id; the batch took one) started since the last
+ * pause began, pause for WORKER_YIELD_FRACTION of the batch's duration, so
  * that a reaper working through a large backlog leaves room for
  * foreground commits; on a server with no other writes it goes on at full
- * speed.  The pause ends early only for a shutdown request or a
- * configuration reload (the pass loop acts on both).
+ * speed.  A batch that deleted nothing wrote no WAL and took no
+ * transaction id, and is not followed by a pause.  The pause ends early
+ * only for a shutdown request or a configuration reload (the pass loop
+ * acts on both), and never lasts over WORKER_YIELD_MAX_MS, even if the
+ * clock is set back meanwhile.
  */
 static void
-worker_yield_end(WorkerYield *yield)
+worker_yield_end(WorkerYield *yield, int64 deleted)
 {
-	uint64		xids = U64FromFullTransactionId(ReadNextFullTransactionId()) -
-		yield->next_xid;
+	uint64		next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
+	uint64		xids = next_xid - yield->next_xid;
 	long		wait_ms;
 	TimestampTz deadline;
 
-	if (xids > 1)
+	/* the next look covers this pause and the next batch */
+	yield->next_xid = next_xid;
+	if (deleted == 0 || xids <= 1)
+		return;
+	wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
+													  GetCurrentTimestamp()) *
+					  WORKER_YIELD_FRACTION);
+	wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+	while (wait_ms > 0 && !ShutdownRequestPending && !ConfigReloadPending)
 	{
-		wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
-														  GetCurrentTimestamp()) *
-						  WORKER_YIELD_FRACTION);
-		wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
-		while (wait_ms > 0 && !ShutdownRequestPending && !ConfigReloadPending)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													  deadline);
-		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		wait_ms = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													  deadline),
+					  WORKER_YIELD_MAX_MS);
 	}
-	yield->next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
 }
 
 /*
@@ -371,15 +376,15 @@ worker_pass(WorkerPass *pass)
 			if (worker_batch(pass, limit, &deleted) == WORKER_BATCH_STOP)
 				break;
 			pass->batches++;
-			worker_yield_end(&yield);
 			if (phase == WORKER_TOKENS)
 				pass->tokens += deleted;
 			else
 			{
 				pass->events += deleted;
 				if (deleted < limit)
-					break;
+					break;		/* done: no pause before leaving */
 			}
+			worker_yield_end(&yield, deleted);
 		}
 		error_context_stack = callback.previous;
 	}

@@ -3,7 +3,9 @@
 # transactions that write, it pauses between batches (a pause is the
 # worker's only wait, reported in pg_stat_activity as wait event type
 # 'Extension').  Both are sampled from a procedure that commits between
-# samples, so that each sample reads a fresh pg_stat_activity.
+# samples, so that each sample reads a fresh pg_stat_activity.  (The
+# procedures stop after 2 minutes, before background_psql's own timeout,
+# so that a stuck reaper fails an assertion rather than the harness.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -32,7 +34,7 @@ CREATE EXTENSION regstack;
 CREATE PROCEDURE sample_reaper(INOUT samples int, INOUT pauses int)
 LANGUAGE plpgsql AS $$
 DECLARE
-    deadline timestamptz := clock_timestamp() + interval '3 minutes';
+    deadline timestamptz := clock_timestamp() + interval '2 minutes';
     waiting text;
 BEGIN
     samples := 0;
@@ -59,7 +61,7 @@ $$;
 CREATE PROCEDURE keep_writing()
 LANGUAGE plpgsql AS $$
 DECLARE
-    deadline timestamptz := clock_timestamp() + interval '3 minutes';
+    deadline timestamptz := clock_timestamp() + interval '2 minutes';
     backlog boolean;
     seen boolean := false;
 BEGIN
@@ -94,7 +96,7 @@ sub reap_and_sample
 	insert_expired($node, 'postgres', 300000);
 	my $sampler = $node->background_psql('postgres');
 	$sampler->query_until(qr/sampling/,
-		"\\pset tuples_only on\n\\pset format unaligned\n\\echo sampling\n"
+		"\\echo sampling\n"
 		  . "CALL sample_reaper(NULL, NULL);\n\\echo sampled\n");
 	set_reaper('on');
 	my $out = $sampler->query_until(qr/sampled/, '');
