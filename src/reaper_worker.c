@@ -63,6 +63,7 @@
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -270,34 +271,38 @@ worker_yield_begin(WorkerYield *yield)
  * transaction id, and is not followed by a pause.  The pause ends early
  * only for a shutdown request or a configuration reload (the pass loop
  * acts on both), and never lasts over WORKER_YIELD_MAX_MS, even if the
- * clock is set back meanwhile.
+ * wall clock is set back meanwhile.
  */
 static void
 worker_yield_end(WorkerYield *yield, int64 deleted)
 {
 	uint64		next_xid = U64FromFullTransactionId(ReadNextFullTransactionId());
 	uint64		xids = next_xid - yield->next_xid;
+	long		pause_ms;
 	long		wait_ms;
-	TimestampTz deadline;
+	instr_time	paused_since;
+	instr_time	paused;
 
 	/* the next look covers this pause and the next batch */
 	yield->next_xid = next_xid;
 	if (deleted == 0 || xids <= 1)
 		return;
-	wait_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
-													  GetCurrentTimestamp()) *
-					  WORKER_YIELD_FRACTION);
-	wait_ms = Min(wait_ms, WORKER_YIELD_MAX_MS);
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+	pause_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
+													   GetCurrentTimestamp()) *
+					   WORKER_YIELD_FRACTION);
+	pause_ms = Min(pause_ms, WORKER_YIELD_MAX_MS);
+	/* the pause is timed on the monotonic clock: a clock change can't stretch it */
+	INSTR_TIME_SET_CURRENT(paused_since);
+	wait_ms = pause_ms;
 	while (wait_ms > 0 && !ShutdownRequestPending && !ConfigReloadPending)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		wait_ms = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													  deadline),
-					  WORKER_YIELD_MAX_MS);
+		INSTR_TIME_SET_CURRENT(paused);
+		INSTR_TIME_SUBTRACT(paused, paused_since);
+		wait_ms = pause_ms - (long) INSTR_TIME_GET_MILLISEC(paused);
 	}
 }
 
