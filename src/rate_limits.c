@@ -518,8 +518,7 @@ rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
 	 * it commits: the next one would only wait for that row anyway, and
 	 * waking it then costs one wake-up per commit.  One that holds nothing
 	 * (a denied recording call) leaves the queue at once, so that it never
-	 * holds up others
-	 * while it goes on with its transaction.
+	 * holds up others while it goes on with its transaction.
 	 */
 	if (queued && !holds_row)
 		rate_limits_unlock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);

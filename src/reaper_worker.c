@@ -241,7 +241,8 @@ stop:
 /* What the worker saw of other writers, kept across the batches of a pass. */
 typedef struct WorkerYield
 {
-	TimestampTz start;			/* when the current batch started */
+	instr_time	start;			/* when the current batch started
+								 * (monotonic clock) */
 	uint64		next_xid;		/* the next transaction id to be assigned
 								 * when the last pause began (or the pass
 								 * started) */
@@ -258,7 +259,18 @@ worker_yield_init(WorkerYield *yield)
 static void
 worker_yield_begin(WorkerYield *yield)
 {
-	yield->start = GetCurrentTimestamp();
+	INSTR_TIME_SET_CURRENT(yield->start);
+}
+
+/* Milliseconds on the monotonic clock since *since. */
+static long
+worker_ms_since(const instr_time *since)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, *since);
+	return (long) INSTR_TIME_GET_MILLISEC(now);
 }
 
 /*
@@ -267,11 +279,11 @@ worker_yield_begin(WorkerYield *yield)
  * pause began, pause for WORKER_YIELD_FRACTION of the batch's duration, so
  * that a reaper working through a large backlog leaves room for
  * foreground commits; on a server with no other writes it goes on at full
- * speed.  A batch that deleted nothing wrote no WAL and took no
- * transaction id, and is not followed by a pause.  The pause ends early
- * only for a shutdown request or a configuration reload (the pass loop
- * acts on both), and never lasts over WORKER_YIELD_MAX_MS, even if the
- * wall clock is set back meanwhile.
+ * speed.  A batch that deleted nothing wrote next to no WAL and is not
+ * followed by a pause.  The pause ends early only for a shutdown request
+ * or a configuration reload (the pass loop acts on both); batch and pause
+ * are timed on the monotonic clock, so a change of the wall clock can
+ * neither stretch a pause past WORKER_YIELD_MAX_MS nor cut it short.
  */
 static void
 worker_yield_end(WorkerYield *yield, int64 deleted)
@@ -281,17 +293,13 @@ worker_yield_end(WorkerYield *yield, int64 deleted)
 	long		pause_ms;
 	long		wait_ms;
 	instr_time	paused_since;
-	instr_time	paused;
 
 	/* the next look covers this pause and the next batch */
 	yield->next_xid = next_xid;
 	if (deleted == 0 || xids <= 1)
 		return;
-	pause_ms = (long) (TimestampDifferenceMilliseconds(yield->start,
-													   GetCurrentTimestamp()) *
-					   WORKER_YIELD_FRACTION);
+	pause_ms = (long) (worker_ms_since(&yield->start) * WORKER_YIELD_FRACTION);
 	pause_ms = Min(pause_ms, WORKER_YIELD_MAX_MS);
-	/* the pause is timed on the monotonic clock: a clock change can't stretch it */
 	INSTR_TIME_SET_CURRENT(paused_since);
 	wait_ms = pause_ms;
 	while (wait_ms > 0 && !ShutdownRequestPending && !ConfigReloadPending)
@@ -300,9 +308,7 @@ worker_yield_end(WorkerYield *yield, int64 deleted)
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		INSTR_TIME_SET_CURRENT(paused);
-		INSTR_TIME_SUBTRACT(paused, paused_since);
-		wait_ms = pause_ms - (long) INSTR_TIME_GET_MILLISEC(paused);
+		wait_ms = pause_ms - worker_ms_since(&paused_since);
 	}
 }
 

@@ -27,7 +27,7 @@ SELECT phase, count(*) AS pairs,
        max(latency_us) / 1000 AS max_ms
   FROM (SELECT CASE WHEN l.epoch + l.epoch_us / 1e6 BETWEEN w.t_start + 1 AND w.t_enable THEN 'idle'
                     WHEN l.epoch + l.epoch_us / 1e6 BETWEEN w.t_enable AND w.t_done THEN 'reaping'
-                    WHEN l.epoch + l.epoch_us / 1e6 > greatest(w.t_done, w.t_off) + 0.5 THEN 'idle'
+                    WHEN l.epoch + l.epoch_us / 1e6 > w.t_off + 0.5 THEN 'idle'
                END AS phase, l.latency_us
           FROM latency AS l, windows AS w) AS s
  WHERE phase IS NOT NULL
