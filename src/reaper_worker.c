@@ -455,6 +455,15 @@ regstack_reaper_worker_main(Datum main_arg)
 	/* always the TID range scan, even when a custom plan sees '(0,0)' */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 
+	/*
+	 * That setting adds its penalty cost to the sequential scans the pass
+	 * cannot avoid (the policies, the rate-limit purges), which puts them
+	 * over jit_above_cost: with JIT on, each execution would be compiled,
+	 * with inlining and optimization, for about 0.1 s of CPU.  The pass's
+	 * statements are small batches that gain nothing from JIT.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	if (!RecoveryInProgress())
 		worker_pass(&pass);
 
