@@ -68,6 +68,28 @@ purge_needs_sql(Relation rel)
 		  triggers->trig_delete_after_statement));
 }
 
+/* Run a (count, max(ctid)) purge statement; see regstack.h. */
+int64
+regstack_purge_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
+					   ItemPointer after, const char *what)
+{
+	HeapTuple	row;
+	bool		isnull;
+	int64		deleted;
+	Datum		last;
+
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not delete %s", what);
+	row = SPI_tuptable->vals[0];
+	deleted = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+	last = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		ItemPointerCopy((ItemPointer) DatumGetPointer(last), after);
+	SPI_freetuptable(SPI_tuptable);
+	return deleted;
+}
+
 /* The SQL form of purge_tokens_direct(); see PURGE_RANGE_SQL. */
 static int64
 purge_tokens_sql(int64 limit, ItemPointer after, ItemPointer stop)
@@ -76,10 +98,6 @@ purge_tokens_sql(int64 limit, ItemPointer after, ItemPointer stop)
 	static const Oid purge_argtypes[3] = {INT8OID, TIDOID, TIDOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
-	HeapTuple	row;
-	bool		isnull;
-	int64		deleted;
-	Datum		last;
 
 	regstack_plan(&plan, PURGE_RANGE_SQL, 3, purge_argtypes);
 	values[0] = Int64GetDatum(limit);
@@ -87,16 +105,7 @@ purge_tokens_sql(int64 limit, ItemPointer after, ItemPointer stop)
 		nulls[0] = 'n';
 	values[1] = PointerGetDatum(after);
 	values[2] = PointerGetDatum(stop);
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not delete expired tokens");
-	row = SPI_tuptable->vals[0];
-	deleted = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-	last = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
-	if (!isnull)
-		ItemPointerCopy((ItemPointer) DatumGetPointer(last), after);
-	SPI_freetuptable(SPI_tuptable);
-	return deleted;
+	return regstack_purge_execute(plan, values, nulls, after, "expired tokens");
 }
 
 /*
@@ -206,13 +215,15 @@ regstack_purge_expired(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	RegstackCall call;
+	RegstackPurgeCursor cursor;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "purge_expired must return a composite type");
 
 	regstack_begin_call(&call);
 	values[0] = Int64GetDatum(regstack_purge_tokens());
-	values[1] = Int64GetDatum(regstack_purge_events(0));
+	regstack_purge_cursor_init(&cursor);
+	values[1] = Int64GetDatum(regstack_purge_events(0, &cursor));
 	regstack_end_call(&call);
 
 	result_desc = BlessTupleDesc(result_desc);

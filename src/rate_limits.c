@@ -692,22 +692,52 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
 
 /* ---- purge ---- */
 
-/* Delete up to limit stale rate-limit rows (limit <= 0: all). */
+/*
+ * The purge statements: delete up to $1 rows past their cutoff ($2, $3: the
+ * event types with a policy and their cutoffs; $4: the cutoff of all other
+ * types) with ctid after $5, skipping rows others have locked; return how
+ * many and the last ctid deleted.  The state row of a key goes once its
+ * newest event is past the cutoff.
+ */
+#define RATE_LIMITS_PURGE_SQL(table, alias, stamp) \
+	"WITH deleted AS (" \
+	" DELETE FROM regstack." table \
+	" WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"   SELECT " alias ".ctid FROM regstack." table " " alias \
+	"   LEFT JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))" \
+	"     AS p(event_type, cutoff)" \
+	"     ON p.event_type OPERATOR(pg_catalog.=) " alias ".event_type" \
+	"   WHERE " alias ".ctid OPERATOR(pg_catalog.>) $5" \
+	"     AND " stamp " OPERATOR(pg_catalog.<=) COALESCE(p.cutoff, $4)" \
+	"   LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED))" \
+	" RETURNING ctid)" \
+	" SELECT pg_catalog.count(*), pg_catalog.max(ctid) FROM deleted"
+
+/* A purge of rate-limit rows that starts at the beginning of both tables. */
+void
+regstack_purge_cursor_init(RegstackPurgeCursor *cursor)
+{
+	ItemPointerSet(&cursor->events_after, 0, 0);
+	ItemPointerSet(&cursor->state_after, 0, 0);
+	cursor->events_done = false;
+}
+
+/* Delete up to limit stale rate-limit rows from the cursor on; see regstack.h. */
 int64
-regstack_purge_events(int64 limit)
+regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 {
 	static SPIPlanPtr events_plan = NULL;
 	static SPIPlanPtr state_plan = NULL;
-	static const Oid purge_argtypes[4] = {INT8OID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+	static const Oid purge_argtypes[5] = {INT8OID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIDOID};
 	const RegstackRateLimitPolicy *policies;
 	int			npolicies;
 	Datum	   *types;
 	Datum	   *cutoffs;
 	TimestampTz now_ts = GetCurrentTimestamp() - RATE_LIMITS_PURGE_MARGIN;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	int64		deleted;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		deleted = 0;
 
 	/* The cutoff of each event type with a policy, and of all others. */
 	policies = regstack_rate_limit_policies(&npolicies);
@@ -729,39 +759,31 @@ regstack_purge_events(int64 limit)
 	if (limit <= 0)
 		nulls[0] = 'n';
 
-	regstack_plan(&events_plan,
-				  "DELETE FROM regstack.auth_rate_limit_events"
-				  " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-				  "   SELECT e.ctid FROM regstack.auth_rate_limit_events e"
-				  "   LEFT JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-				  "     AS p(event_type, cutoff)"
-				  "     ON p.event_type OPERATOR(pg_catalog.=) e.event_type"
-				  "   WHERE e.occurred_at OPERATOR(pg_catalog.<=) COALESCE(p.cutoff, $4)"
-				  "   LIMIT $1 FOR UPDATE OF e SKIP LOCKED))",
-				  4, purge_argtypes);
-	if (SPI_execute_plan(events_plan, values, nulls, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete stale rate-limit events");
-	deleted = (int64) SPI_processed;
-
-	if (limit > 0 && deleted >= limit)
-		return deleted;
-	if (limit > 0)
-		values[0] = Int64GetDatum(limit - deleted);
+	if (!cursor->events_done)
+	{
+		regstack_plan(&events_plan,
+					  RATE_LIMITS_PURGE_SQL("auth_rate_limit_events", "e",
+											"e.occurred_at"),
+					  5, purge_argtypes);
+		values[4] = PointerGetDatum(&cursor->events_after);
+		deleted = regstack_purge_execute(events_plan, values, nulls,
+										 &cursor->events_after,
+										 "stale rate-limit events");
+		if (limit > 0 && deleted >= limit)
+			return deleted;
+		cursor->events_done = true;
+		if (limit > 0)
+			values[0] = Int64GetDatum(limit - deleted);
+	}
 
 	/* State rows whose newest event is past the same cutoff. */
 	regstack_plan(&state_plan,
-				  "DELETE FROM regstack.auth_rate_limit_state"
-				  " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-				  "   SELECT s.ctid FROM regstack.auth_rate_limit_state s"
-				  "   LEFT JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-				  "     AS p(event_type, cutoff)"
-				  "     ON p.event_type OPERATOR(pg_catalog.=) s.event_type"
-				  "   WHERE COALESCE(s.last_at, s.clock_at)"
-				  "         OPERATOR(pg_catalog.<=) COALESCE(p.cutoff, $4)"
-				  "   LIMIT $1 FOR UPDATE OF s SKIP LOCKED))",
-				  4, purge_argtypes);
-	if (SPI_execute_plan(state_plan, values, nulls, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete stale rate-limit state");
-	deleted += (int64) SPI_processed;
+				  RATE_LIMITS_PURGE_SQL("auth_rate_limit_state", "s",
+										"COALESCE(s.last_at, s.clock_at)"),
+				  5, purge_argtypes);
+	values[4] = PointerGetDatum(&cursor->state_after);
+	deleted += regstack_purge_execute(state_plan, values, nulls,
+									  &cursor->state_after,
+									  "stale rate-limit state");
 	return deleted;
 }

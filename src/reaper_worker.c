@@ -13,8 +13,9 @@
  *	   batch its own committed transaction, sweeping the table once in ctid
  *	   order (regstack_purge_tokens_range); within a stretch of
  *	   WORKER_CHUNK_BLOCKS blocks it goes on while batches come back full;
- *	2. then deletes stale rate-limit events the same way while batches come
- *	   back full (regstack_purge_events).
+ *	2. then deletes stale rate-limit events, then state rows, the same way
+ *	   while batches come back full, each table read once in ctid order
+ *	   (regstack_purge_events, carrying a cursor from batch to batch).
  * Rows locked by foreground calls are skipped (purge.c), so the reaper
  * never waits for a foreground transaction, and a consume_token never
  * waits for the reaper: it only ever needs live rows, which the reaper
@@ -126,6 +127,7 @@ typedef struct WorkerPass
 	bool		claimed;		/* status slot claimed (or none available) */
 	ItemPointerData after;		/* tokens: last ctid deleted or skipped to */
 	BlockNumber stop_block;		/* tokens: end of the current stretch */
+	RegstackPurgeCursor events_cursor;	/* rate-limit rows: where we are */
 	int64		tokens;
 	int64		events;
 	int64		batches;
@@ -208,7 +210,7 @@ worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
 		*deleted = regstack_purge_tokens_range(limit, &pass->after,
 											   pass->stop_block, &nblocks);
 	else
-		*deleted = regstack_purge_events(limit);
+		*deleted = regstack_purge_events(limit, &pass->events_cursor);
 	regstack_end_call(&call);
 
 	PopActiveSnapshot();
@@ -439,6 +441,7 @@ regstack_reaper_worker_main(Datum main_arg)
 	pass.phase = WORKER_TOKENS;
 	ItemPointerSet(&pass.after, 0, 0);
 	pass.stop_block = WORKER_CHUNK_BLOCKS;
+	regstack_purge_cursor_init(&pass.events_cursor);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);

@@ -278,6 +278,15 @@ extern char *regstack_issue(const char *type_name,
 extern int64 regstack_purge_tokens(void);
 
 /*
+ * Run a purge statement that returns one row (count, max(ctid)) of what
+ * it deleted; move *after to that ctid when there is one; return the
+ * count.  what names the rows for the error message.
+ */
+extern int64 regstack_purge_execute(SPIPlanPtr plan, Datum *values,
+									const char *nulls, ItemPointer after,
+									const char *what);
+
+/*
  * The reaper's batch: delete up to limit expired tokens whose ctid lies
  * after *after and before block stop_block, skipping rows others hold;
  * move *after to the last one deleted; *nblocks gets the table's size.
@@ -395,13 +404,29 @@ extern void regstack_rate_event_insert(RegstackRateStore *store,
 extern void regstack_rate_limits_define_settings(void);
 
 /*
+ * Where a purge of rate-limit rows has got to: the last event and the last
+ * state row deleted, and whether the events are done.  Start from
+ * regstack_purge_cursor_init(); the reaper carries one through a pass.
+ */
+typedef struct RegstackPurgeCursor
+{
+	ItemPointerData events_after;
+	ItemPointerData state_after;
+	bool		events_done;
+} RegstackPurgeCursor;
+
+extern void regstack_purge_cursor_init(RegstackPurgeCursor *cursor);
+
+/*
  * Delete up to limit stale rate-limit rows (limit <= 0: all): events older
  * than their policy's window, or than regstack.event_retention for event
  * types without a policy, then state rows whose newest event is that old.
- * Skips locked rows, so it never waits for a foreground call.  Returns how
- * many rows were deleted.  Call inside regstack_begin_call().
+ * Each table is read in ctid order from the cursor, which moves past what
+ * was deleted, so batches of one pass do not reread what earlier ones
+ * covered.  Skips locked rows, so it never waits for a foreground call.
+ * Returns how many rows were deleted.  Call inside regstack_begin_call().
  */
-extern int64 regstack_purge_events(int64 limit);
+extern int64 regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor);
 
 /*
  * A window as a fixed number of microseconds (a day is 24 hours, a month 30

@@ -77,7 +77,7 @@ ok(scalar(keys %reaper_pid) >= 2, 'the log holds statements of reaper workers');
 ok( (grep { /Query Text: SELECT event_type, max_events, within FROM regstack\.rate_limit_policies/ }
 		@reaper_plans),
 	'the reaper reads the policies');
-ok( (grep { /Query Text: DELETE FROM regstack\.auth_rate_limit_events/ }
+ok( (grep { /Query Text: WITH deleted AS \( DELETE FROM regstack\.auth_rate_limit_events/ }
 		@reaper_plans),
 	'the reaper purges rate-limit events');
 is( (scalar grep { /\n\tJIT:/ } @reaper_plans), 0,
