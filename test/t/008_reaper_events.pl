@@ -62,6 +62,16 @@ $node->wait_for_log(
 	$offset);
 ok(1, 'one pass deletes the 2,001 stale events and the 1,000 stale state rows');
 
+# The worker reports its statistics when it exits; the pass is over once
+# its line is logged, and the count appears when the worker has gone.
+# (Read before the checks below, which scan the table themselves.)
+ok( $node->poll_query_until('postgres', q{
+SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'regstack reaper'}),
+	'the worker has exited');
+my $read = events_read() - $read_before;
+cmp_ok($read, '<=', 2 * 4002,
+	"the pass read the events table about once ($read rows for 4,002)");
+
 is( $node->safe_psql('postgres', q{
 SELECT count(*) FILTER (WHERE occurred_at < now() - interval '1 day'),
        count(*) FILTER (WHERE event_type = 'custom'),
@@ -76,15 +86,6 @@ SELECT count(*), count(*) FILTER (WHERE last_at < now() - interval '1 day')
 	'stale state rows are gone, live ones stay');
 like(slurp_file($node->logfile, $offset), qr/DETAIL:  (2[1-9]|3\d) batches/,
 	'the pass took batches of 100 rows');
-
-# The worker reports its statistics when it exits; the pass is over once
-# its line is logged, and the count appears when the worker has gone.
-ok( $node->poll_query_until('postgres', q{
-SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'regstack reaper'}),
-	'the worker has exited');
-my $read = events_read() - $read_before;
-cmp_ok($read, '<=', 2 * 4002,
-	"the pass read the events table about once ($read rows for 4,002)");
 
 $node->stop;
 done_testing();
