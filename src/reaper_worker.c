@@ -459,10 +459,10 @@ regstack_reaper_worker_main(Datum main_arg)
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 
 	/*
-	 * That setting adds its penalty cost to the sequential scans the pass
-	 * cannot avoid (the policies, the rate-limit purges), which puts them
-	 * over jit_above_cost: with JIT on, each execution would be compiled,
-	 * with inlining and optimization, for about 0.1 s of CPU.  The pass's
+	 * That setting adds its penalty cost to any sequential scan the pass
+	 * still makes (reading the policies), which puts the statement over
+	 * jit_above_cost: with JIT on, each execution would be compiled, with
+	 * inlining and optimization, for about 0.1 s of CPU.  The pass's
 	 * statements are small batches that gain nothing from JIT.
 	 */
 	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
