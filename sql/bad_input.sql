@@ -57,26 +57,26 @@ SELECT pg_temp.err($$SELECT * FROM regstack.consume_token('', 'pre_auth')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 512), 'pre_auth')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 513), 'pre_auth')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 1048576), 'pre_auth')$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), NULL)$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), '')$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), 'pre_auth', '')$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), 'pre_auth', repeat('c', 4097))$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), '')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), 'pre_auth', '')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), 'pre_auth', repeat('c', 4097))$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(NULL, 'pre_auth')$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 43), NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 48), NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 513), 'pre_auth')$$);
 -- Well-formed but unknown, and odd-but-short strings: zero rows.
-SELECT count(*) FROM regstack.consume_token(repeat('A', 43), 'pre_auth');
+SELECT count(*) FROM regstack.consume_token(repeat('A', 48), 'pre_auth');
 SELECT count(*) FROM regstack.consume_token(E'\u00e9\u00e9\u00e9', 'pre_auth');
-SELECT count(*) FROM regstack.consume_token(repeat(' ', 43), 'pre_auth');
-SELECT count(*) FROM regstack.peek_token(repeat('A', 43), 'no_such_type');
+SELECT count(*) FROM regstack.consume_token(repeat(' ', 48), 'pre_auth');
+SELECT count(*) FROM regstack.peek_token(repeat('A', 48), 'no_such_type');
 
 -- attach_result.
 SELECT pg_temp.err($$SELECT regstack.attach_result(NULL, 'oidc_state', 'r')$$);
-SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), NULL, 'r')$$);
-SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', NULL)$$);
-SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', '')$$);
-SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', repeat('r', 16385))$$);
-SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', 'r') AS attached_to_nothing;
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 48), NULL, 'r')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 48), 'oidc_state', NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 48), 'oidc_state', '')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 48), 'oidc_state', repeat('r', 16385))$$);
+SELECT regstack.attach_result(repeat('A', 48), 'oidc_state', 'r') AS attached_to_nothing;
 
 -- revoke_tokens: a NULL subject or an unknown type is an error, never
 -- "nothing to revoke".
@@ -101,3 +101,13 @@ SELECT pg_temp.err($$SELECT * FROM regstack.purge_expired()$$);
 SELECT subject FROM regstack.peek_token(:'tok', 'pre_auth');
 COMMIT;
 SELECT subject FROM regstack.consume_token(:'tok', 'pre_auth');
+
+-- Without regstack.secret_keys' subject_tag row no token with a subject
+-- can be issued, and no subject's tokens revoked (55000); a token without
+-- a subject needs no key.
+BEGIN;
+DELETE FROM regstack.secret_keys;
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'ivan')$$);
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('ivan')$$);
+SELECT pg_temp.err($$SELECT length(regstack.issue_token('download', payload => '{"f": 1}'))$$);
+ROLLBACK;

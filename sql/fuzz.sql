@@ -10,11 +10,11 @@ SELECT regstack.issue_token('pre_auth', subject => 'fuzz', challenge => 'c') AS 
 CREATE TEMP TABLE corpus_text (v text);
 INSERT INTO corpus_text VALUES
     (NULL), (''), ('x'), ('pre_auth'), ('oidc_state'), ('password_reset'), ('download'),
-    ('signin'), ('link'), (:'live_token'), (repeat('A', 43)), (repeat('=', 43)),
+    ('signin'), ('link'), (:'live_token'), (repeat('A', 48)), (repeat('=', 48)),
     (repeat('a', 42)), (repeat('Z', 128)), (repeat('Z', 129)), (repeat('b', 512)),
     (repeat('b', 513)), (repeat('c', 4096)), (repeat('c', 4097)), (repeat('d', 16385)),
     (repeat('e', 1048576)), (repeat('é', 3000)), (E'\u00e9\u4e2d\U0001F600'),
-    (E'tab\tnew\nline'), ('''; DROP TABLE x; --'), ('%s%n%x'), (repeat(' ', 43)),
+    (E'tab\tnew\nline'), ('''; DROP TABLE x; --'), ('%s%n%x'), (repeat(' ', 48)),
     ('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'), ('2fa_attempt'), ('login_ip'),
     (repeat('k', 1024)), (repeat('k', 1025));
 CREATE TEMP TABLE corpus_interval (v interval);

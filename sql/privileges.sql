@@ -37,7 +37,7 @@ RESET ROLE;
 GRANT USAGE ON SCHEMA regstack TO regress_outsider;
 SET ROLE regress_outsider;
 SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'a')$$);
-SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 43), 'pre_auth')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), 'pre_auth')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.purge_expired()$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.auth_ephemeral_tokens$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.token_types$$);

@@ -3,10 +3,11 @@
 
 CREATE EXTENSION pgcrypto;
 
--- A token is 43 characters of base64url (256 bits, no padding) and only
--- its SHA-256 is stored; pgcrypto's digest() checks that independently.
+-- A token is 48 characters of base64url (its subject tag and 256 random
+-- bits, no padding) and only its SHA-256 is stored; pgcrypto's digest()
+-- checks that independently.
 SELECT regstack.issue_token('pre_auth', subject => 'alice', challenge => 'cookie-1') AS tok \gset
-SELECT length(:'tok') AS length, :'tok' ~ '^[A-Za-z0-9_-]{43}$' AS base64url;
+SELECT length(:'tok') AS length, :'tok' ~ '^[A-Za-z0-9_-]{48}$' AS base64url;
 SELECT token_hash = digest(:'tok', 'sha256') AS hash_is_sha256,
        challenge_hash = digest('cookie-1', 'sha256') AS challenge_is_sha256,
        expires_at - created_at AS ttl
@@ -44,14 +45,14 @@ SELECT subject FROM regstack.consume_token(:'tok', 'oidc_exchange', 'anything');
 
 -- Malformed tokens: zero rows, no error (length, alphabet, case).
 SELECT regstack.issue_token('oidc_exchange', subject => 'bob') AS tok \gset
-SELECT count(*) FROM regstack.consume_token(left(:'tok', 42), 'oidc_exchange');
+SELECT count(*) FROM regstack.consume_token(left(:'tok', 47), 'oidc_exchange');
 SELECT count(*) FROM regstack.consume_token(:'tok' || 'A', 'oidc_exchange');
 SELECT count(*) FROM regstack.consume_token(upper(:'tok'), 'oidc_exchange')
  WHERE upper(:'tok') <> :'tok';
-SELECT count(*) FROM regstack.consume_token(repeat('!', 43), 'oidc_exchange');
+SELECT count(*) FROM regstack.consume_token(repeat('!', 48), 'oidc_exchange');
 SELECT count(*) FROM regstack.consume_token('x', 'oidc_exchange');
-SELECT count(*) FROM regstack.peek_token(repeat('=', 43), 'oidc_exchange');
-SELECT regstack.attach_result(repeat('=', 43), 'oidc_exchange', 'jwt');
+SELECT count(*) FROM regstack.peek_token(repeat('=', 48), 'oidc_exchange');
+SELECT regstack.attach_result(repeat('=', 48), 'oidc_exchange', 'jwt');
 SELECT subject FROM regstack.consume_token(:'tok', 'oidc_exchange');
 
 -- Every field round-trips, payload included.
@@ -116,6 +117,54 @@ SELECT regstack.revoke_tokens('erin') AS revoked_rest;
 SELECT regstack.revoke_tokens('nobody') AS revoked_none;
 SELECT subject, token_type FROM regstack.auth_ephemeral_tokens
  WHERE subject IN ('erin', 'frank') ORDER BY 1, 2;
+
+-- Subject tags.  The first 4 bytes of a token are its subject's tag: the
+-- first 32 bits of HMAC-SHA-256 keyed with secret_keys' subject_tag row
+-- (pgcrypto's hmac() checks that independently), 0 without a subject; the
+-- row stores the same tag.
+SELECT regstack.issue_token('pre_auth', subject => 'heidi') AS tok \gset
+SELECT regstack.issue_token('download', payload => '{"file": 1}') AS anon \gset
+CREATE FUNCTION pg_temp.token_tag(token text) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT ('x' || encode(substring(decode(translate(left(token, 8), '-_', '+/'), 'base64')
+                                    FROM 1 FOR 4), 'hex'))::bit(32)::integer
+$$;
+SELECT pg_temp.token_tag(:'tok') = ('x' || encode(substring(hmac('heidi',
+           (SELECT secret FROM regstack.secret_keys WHERE name = 'subject_tag'), 'sha256')
+           FROM 1 FOR 4), 'hex'))::bit(32)::integer AS tag_is_hmac,
+       pg_temp.token_tag(:'tok') = (SELECT subject_tag FROM regstack.auth_ephemeral_tokens
+                                     WHERE subject = 'heidi') AS row_has_tag,
+       pg_temp.token_tag(:'anon') AS anonymous_tag,
+       (SELECT octet_length(secret) FROM regstack.secret_keys) AS key_bytes;
+-- The tag is part of the token: the same random part with another tag is
+-- no token (the first character changed, the rest kept).
+SELECT count(*) AS other_tag
+  FROM regstack.peek_token(translate(left(:'tok', 1), 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_',
+                                     'BCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_A')
+                           || substr(:'tok', 2), 'pre_auth');
+-- revoke_tokens and the cap find tokens by tag, then compare the subject:
+-- a row of another subject under the same tag (a 1 in 2^32 collision,
+-- made here by hand) is left alone.
+INSERT INTO regstack.auth_ephemeral_tokens
+    (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+SELECT subject_tag, sha256('collision'), 'pre_auth', 'not-heidi', now(), now() + interval '5 minutes'
+  FROM regstack.auth_ephemeral_tokens WHERE subject = 'heidi';
+SELECT regstack.revoke_tokens('heidi') AS revoked_heidi;
+SELECT subject FROM regstack.auth_ephemeral_tokens WHERE subject LIKE '%heidi';
+DELETE FROM regstack.auth_ephemeral_tokens WHERE subject = 'not-heidi';
+SELECT count(*) AS anon_consumed FROM regstack.consume_token(:'anon', 'download');
+-- Inserting a subject_tag row replaces the key (how a restore puts back
+-- the dumped one), and the cached key is reloaded at once.  Without the
+-- key: bad_input.sql.
+BEGIN;
+INSERT INTO regstack.secret_keys (name, secret) VALUES ('subject_tag', sha256('restored key'));
+SELECT count(*) AS key_rows, bool_and(secret = sha256('restored key')) AS replaced,
+       bool_or(builtin) AS builtin
+  FROM regstack.secret_keys;
+SELECT regstack.issue_token('pre_auth', subject => 'ivan') AS tok \gset
+SELECT pg_temp.token_tag(:'tok') = ('x' || encode(substring(hmac('ivan', sha256('restored key'), 'sha256')
+           FROM 1 FOR 4), 'hex'))::bit(32)::integer AS tag_uses_new_key;
+ROLLBACK;
 
 -- Functions work inside a transaction that rolls back: nothing is kept.
 BEGIN;

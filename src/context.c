@@ -43,7 +43,7 @@ typedef struct ContextTable
 } ContextTable;
 
 static const char *const context_token_columns[RS_NUM_COLS] = {
-	"token_hash", "token_type", "subject", "provider", "nonce",
+	"subject_tag", "token_hash", "token_type", "subject", "provider", "nonce",
 	"code_verifier", "challenge_hash", "redirect_to", "mode",
 	"linking_user_id", "result", "payload", "created_at", "expires_at"
 };

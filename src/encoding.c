@@ -18,9 +18,12 @@
 
 StaticAssertDecl(PG_SHA256_DIGEST_LENGTH == REGSTACK_DIGEST_BYTES,
 				 "regstack digests are SHA-256");
+StaticAssertDecl(REGSTACK_BASE64URL_LEN(REGSTACK_SECRET_BYTES) ==
+				 REGSTACK_SECRET_CHARS,
+				 "a 256-bit secret prints as 43 characters");
 StaticAssertDecl(REGSTACK_BASE64URL_LEN(REGSTACK_TOKEN_BYTES) ==
-				 REGSTACK_TOKEN_CHARS,
-				 "a 256-bit token prints as 43 characters");
+				 REGSTACK_TOKEN_CHARS && REGSTACK_TOKEN_BYTES % 3 == 0,
+				 "a token prints as 48 characters, 4 for every 3 bytes");
 
 static const char encoding_alphabet[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -58,21 +61,78 @@ regstack_base64url_encode(const uint8 *data, size_t len, char *out)
 	*out = '\0';
 }
 
+/* Fill raw with len bytes from pg_strong_random, or fail. */
+static void
+encoding_random_bytes(uint8 *raw, size_t len)
+{
+	/* Not reachable from any input: the OS random source itself failed. */
+	if (!pg_strong_random(raw, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes for a token")));
+}
+
 /* A fresh 43-character secret: 256 bits from pg_strong_random, base64url. */
 char *
 regstack_new_secret(void)
 {
-	uint8		raw[REGSTACK_TOKEN_BYTES];
-	char	   *secret = palloc(REGSTACK_TOKEN_CHARS + 1);
+	uint8		raw[REGSTACK_SECRET_BYTES];
+	char	   *secret = palloc(REGSTACK_SECRET_CHARS + 1);
 
-	/* Not reachable from any input: the OS random source itself failed. */
-	if (!pg_strong_random(raw, sizeof(raw)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes for a token")));
+	encoding_random_bytes(raw, sizeof(raw));
 	regstack_base64url_encode(raw, sizeof(raw), secret);
 	explicit_bzero(raw, sizeof(raw));
 	return secret;
+}
+
+/*
+ * A fresh 48-character token: subject_tag (big-endian) and 256 bits from
+ * pg_strong_random, base64url.  The tag is not secret; the 256 bits are.
+ */
+char *
+regstack_new_token(int32 subject_tag)
+{
+	uint8		raw[REGSTACK_TOKEN_BYTES];
+	char	   *token = palloc(REGSTACK_TOKEN_CHARS + 1);
+	uint32		tag = (uint32) subject_tag;
+
+	raw[0] = (uint8) (tag >> 24);
+	raw[1] = (uint8) (tag >> 16);
+	raw[2] = (uint8) (tag >> 8);
+	raw[3] = (uint8) tag;
+	encoding_random_bytes(raw + REGSTACK_TAG_BYTES, REGSTACK_SECRET_BYTES);
+	regstack_base64url_encode(raw, sizeof(raw), token);
+	explicit_bzero(raw, sizeof(raw));
+	return token;
+}
+
+/* Value (0-63) of a base64url character; the caller checked the alphabet. */
+static uint32
+encoding_char_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return (c == '-') ? 62 : 63;
+}
+
+/*
+ * The subject tag of a well-formed token: its first 4 bytes, which are the
+ * first 32 of the 36 bits its first 6 characters encode.
+ */
+int32
+regstack_token_tag(const text *token)
+{
+	const char *chars = VARDATA_ANY(token);
+	uint64		bits = 0;
+
+	Assert(regstack_token_wellformed(token));
+	for (int i = 0; i < 6; i++)
+		bits = (bits << 6) | encoding_char_value(chars[i]);
+	return (int32) (uint32) (bits >> 4);
 }
 
 /* SHA-256 of data into digest, which has room for REGSTACK_DIGEST_BYTES. */
@@ -109,7 +169,7 @@ regstack_sha256_bytea(const text *value)
 }
 
 /*
- * True when token has the exact shape regstack issues: 43 characters of
+ * True when token has the exact shape regstack issues: 48 characters of
  * the base64url alphabet.  Anything else cannot match a stored digest, so
  * callers answer "no such token" without touching the table.
  */

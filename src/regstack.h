@@ -30,9 +30,16 @@
 #include "utils/rel.h"
 #include "utils/snapshot.h"
 
-/* A token is 256 random bits, printed as unpadded base64url. */
-#define REGSTACK_TOKEN_BYTES		32
-#define REGSTACK_TOKEN_CHARS		43
+/*
+ * A secret (PKCE verifier, nonce) is 256 random bits, printed as unpadded
+ * base64url.  A token is its subject tag (4 bytes, big-endian) followed by
+ * 256 random bits, printed the same way.
+ */
+#define REGSTACK_SECRET_BYTES		32
+#define REGSTACK_SECRET_CHARS		43
+#define REGSTACK_TAG_BYTES			4
+#define REGSTACK_TOKEN_BYTES		(REGSTACK_TAG_BYTES + REGSTACK_SECRET_BYTES)
+#define REGSTACK_TOKEN_CHARS		48
 #define REGSTACK_DIGEST_BYTES		32	/* SHA-256 */
 
 /* Input limits, documented in the README. */
@@ -55,6 +62,12 @@ extern void regstack_base64url_encode(const uint8 *data, size_t len, char *out);
 
 /* A fresh 43-character secret from pg_strong_random, palloc'd. */
 extern char *regstack_new_secret(void);
+
+/* A fresh 48-character token carrying subject_tag, palloc'd. */
+extern char *regstack_new_token(int32 subject_tag);
+
+/* The subject tag a well-formed token carries in its first 4 bytes. */
+extern int32 regstack_token_tag(const text *token);
 
 /* SHA-256 of data into digest[REGSTACK_DIGEST_BYTES]. */
 extern void regstack_sha256(const char *data, size_t len, uint8 *digest);
@@ -178,6 +191,11 @@ extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
 /* 40001 where UPDATE/DELETE would raise it; else returns result. */
 extern TM_Result regstack_check_conflict(TM_Result result);
 
+/* ---- subject_tags.c: keyed tags of subjects ---- */
+
+/* First 32 bits of HMAC-SHA-256(subject_tag key, subject); 0 for NULL. */
+extern int32 regstack_subject_tag(const text *subject);
+
 /* ---- token_types.c: the cached registry of token types ---- */
 
 /* Fields of a token that a type can require; bit i of required_mask. */
@@ -218,7 +236,8 @@ extern const RegstackTokenType *regstack_token_type(const char *name);
 /* Column numbers of regstack.auth_ephemeral_tokens (checked in context.c). */
 typedef enum RegstackTokenColumn
 {
-	RS_COL_TOKEN_HASH = 1,
+	RS_COL_SUBJECT_TAG = 1,
+	RS_COL_TOKEN_HASH,
 	RS_COL_TOKEN_TYPE,
 	RS_COL_SUBJECT,
 	RS_COL_PROVIDER,
@@ -238,6 +257,7 @@ typedef enum RegstackTokenColumn
 /* Which token a find/consume/attach is about. */
 typedef struct RegstackTokenKey
 {
+	int32		subject_tag;	/* the tag the token carries */
 	bytea	   *token_hash;		/* SHA-256 of the token */
 	text	   *token_type;
 	bool		check_challenge;	/* consume/peek: enforce the challenge */

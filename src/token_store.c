@@ -79,24 +79,26 @@ store_row_matches(const RegstackTokenKey *key, const Datum *values,
 }
 
 /*
- * Probe the primary key for token_hash under snapshot; on a hit, copy the
- * row (TOAST values fetched now, while still visible) into values/nulls and
- * its TID into tid.
+ * Probe the primary key for (subject_tag, token_hash) under snapshot; on a
+ * hit, copy the row (TOAST values fetched now, while still visible) into
+ * values/nulls and its TID into tid.
  */
 static bool
 store_find(Relation rel, Relation pk_index, Snapshot snapshot,
-		   const bytea *token_hash, Datum *values, bool *nulls,
-		   ItemPointer tid)
+		   int32 subject_tag, const bytea *token_hash, Datum *values,
+		   bool *nulls, ItemPointer tid)
 {
-	ScanKeyData scankey;
+	ScanKeyData scankeys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	bool		found;
 
-	ScanKeyInit(&scankey, 1, BTEqualStrategyNumber, F_BYTEAEQ,
+	ScanKeyInit(&scankeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(subject_tag));
+	ScanKeyInit(&scankeys[1], 2, BTEqualStrategyNumber, F_BYTEAEQ,
 				PointerGetDatum(token_hash));
-	scan = index_beginscan(rel, pk_index, snapshot, 1, 0);
-	index_rescan(scan, &scankey, 1, NULL, 0);
+	scan = index_beginscan(rel, pk_index, snapshot, 2, 0);
+	index_rescan(scan, scankeys, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
 	{
@@ -185,8 +187,8 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		/* Like SPI before a statement: see this transaction's own work. */
 		regstack_statement_snapshot(&snapshot);
 
-		if (store_find(rel, pk_index, snapshot, key->token_hash,
-					   row_values, row_nulls, &tid) &&
+		if (store_find(rel, pk_index, snapshot, key->subject_tag,
+					   key->token_hash, row_values, row_nulls, &tid) &&
 			store_row_matches(key, row_values, row_nulls))
 		{
 			if (action == RS_TOKEN_DELETE)

@@ -5,8 +5,10 @@
  *	  attach_result and revoke_tokens.
  *
  * A token is never stored: regstack.auth_ephemeral_tokens keeps only its
- * SHA-256 digest (the primary key), so a dump or a read replica yields no
- * usable token.  A challenge (e.g. an HttpOnly cookie value) is stored the
+ * SHA-256 digest, so a dump or a read replica yields no usable token.  The
+ * primary key is (subject_tag, token_hash): a token carries its subject's
+ * tag (subject_tags.c), so consume finds it by the token alone and
+ * revoke_tokens and the per-subject cap find a subject's tokens by the tag.  A challenge (e.g. an HttpOnly cookie value) is stored the
  * same way.
  *
  * Single use: consume_token is one DELETE ... RETURNING on the primary key.
@@ -96,11 +98,12 @@ tokens_check_mode(const RegstackTokenFields *fields)
  * is a serialization failure (40001) instead of a silent overshoot.
  */
 static void
-tokens_enforce_cap(const RegstackTokenType *type, text *subject)
+tokens_enforce_cap(const RegstackTokenType *type, text *subject,
+				   int32 subject_tag)
 {
 	static SPIPlanPtr trim_plan = NULL;
-	static const Oid trim_argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
-	Datum		values[3];
+	static const Oid trim_argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[4];
 	RegstackCall call;
 	int			status;
 
@@ -109,18 +112,21 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject)
 	regstack_begin_call(&call);
 	regstack_plan(&trim_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"
-				  " WHERE subject OPERATOR(pg_catalog.=) $1"
+				  " WHERE subject_tag OPERATOR(pg_catalog.=) $4"
+				  " AND subject OPERATOR(pg_catalog.=) $1"
 				  " AND token_type OPERATOR(pg_catalog.=) $2"
 				  " AND token_hash OPERATOR(pg_catalog.<>) ALL (ARRAY("
 				  "   SELECT token_hash FROM regstack.auth_ephemeral_tokens"
-				  "   WHERE subject OPERATOR(pg_catalog.=) $1"
+				  "   WHERE subject_tag OPERATOR(pg_catalog.=) $4"
+				  "   AND subject OPERATOR(pg_catalog.=) $1"
 				  "   AND token_type OPERATOR(pg_catalog.=) $2"
 				  "   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
 				  "   ORDER BY created_at DESC, token_hash DESC LIMIT $3))",
-				  3, trim_argtypes);
+				  4, trim_argtypes);
 	values[0] = PointerGetDatum(subject);
 	values[1] = CStringGetTextDatum(type->name);
 	values[2] = Int32GetDatum(type->max_live_per_subject - 1);
+	values[3] = Int32GetDatum(subject_tag);
 	CommandCounterIncrement();
 	status = SPI_execute_snapshot(trim_plan, values, NULL, GetLatestSnapshot(),
 								  IsolationUsesXactSnapshot() ?
@@ -157,6 +163,7 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 	bool		nulls[RS_NUM_COLS];
 	char	   *token;
 	TimestampTz now_ts;
+	int32		subject_tag;
 
 	for (int f = 0; f < RS_NUM_FIELDS; f++)
 		if ((type.required_mask & (UINT32_C(1) << f)) &&
@@ -178,13 +185,15 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(&type.max_ttl))))));
 
+	subject_tag = regstack_subject_tag(fields->value[RS_FIELD_SUBJECT]);
 	if (type.max_live_per_subject > 0 && fields->value[RS_FIELD_SUBJECT])
-		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT]);
+		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT], subject_tag);
 
-	token = regstack_new_secret();
+	token = regstack_new_token(subject_tag);
 	now_ts = GetCurrentTimestamp();
 
 	memset(nulls, true, sizeof(nulls));
+	values[RS_COL_SUBJECT_TAG - 1] = Int32GetDatum(subject_tag);
 	values[RS_COL_TOKEN_HASH - 1] =
 		PointerGetDatum(regstack_sha256_bytea(cstring_to_text_with_len(token, REGSTACK_TOKEN_CHARS)));
 	values[RS_COL_TOKEN_TYPE - 1] = CStringGetTextDatum(type.name);
@@ -203,6 +212,7 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 	values[RS_COL_EXPIRES_AT - 1] = DirectFunctionCall2(timestamptz_pl_interval,
 														TimestampTzGetDatum(now_ts),
 														IntervalPGetDatum(ttl));
+	nulls[RS_COL_SUBJECT_TAG - 1] = false;
 	nulls[RS_COL_TOKEN_HASH - 1] = false;
 	nulls[RS_COL_TOKEN_TYPE - 1] = false;
 	nulls[RS_COL_CREATED_AT - 1] = false;
@@ -297,6 +307,7 @@ tokens_find(FunctionCallInfo fcinfo, RegstackTokenAction action)
 	if (!regstack_token_wellformed(token))
 		return (Datum) 0;
 
+	key.subject_tag = regstack_token_tag(token);
 	key.token_hash = regstack_sha256_bytea(token);
 	key.check_challenge = true;
 	key.challenge_hash = challenge ? regstack_sha256_bytea(challenge) : NULL;
@@ -348,6 +359,7 @@ regstack_attach_result(PG_FUNCTION_ARGS)
 	if (!regstack_token_wellformed(token))
 		PG_RETURN_BOOL(false);
 
+	key.subject_tag = regstack_token_tag(token);
 	key.token_hash = regstack_sha256_bytea(token);
 	key.check_challenge = false;
 	key.challenge_hash = NULL;
@@ -360,14 +372,14 @@ Datum
 regstack_revoke_tokens(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr revoke_plan = NULL;
-	static const Oid revoke_argtypes[2] = {TEXTOID, TEXTOID};
+	static const Oid revoke_argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
 	text	   *subject = regstack_text_arg(fcinfo, 0, "subject",
 											REGSTACK_MAX_TEXT_BYTES, true);
 	text	   *type_name = regstack_text_arg(fcinfo, 1, "token_type",
 											  REGSTACK_MAX_TEXT_BYTES, false);
 	RegstackCall call;
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	uint64		revoked;
 
 	values[0] = PointerGetDatum(subject);
@@ -379,12 +391,14 @@ regstack_revoke_tokens(PG_FUNCTION_ARGS)
 	/* A typo in the type must not look like "nothing to revoke". */
 	if (type_name != NULL)
 		(void) regstack_token_type(text_to_cstring(type_name));
+	values[2] = Int32GetDatum(regstack_subject_tag(subject));
 	regstack_plan(&revoke_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"
-				  " WHERE subject OPERATOR(pg_catalog.=) $1"
+				  " WHERE subject_tag OPERATOR(pg_catalog.=) $3"
+				  " AND subject OPERATOR(pg_catalog.=) $1"
 				  " AND ($2 IS NULL OR token_type OPERATOR(pg_catalog.=) $2)"
 				  " AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
-				  2, revoke_argtypes);
+				  3, revoke_argtypes);
 	if (SPI_execute_plan(revoke_plan, values, nulls, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not revoke tokens");
 	revoked = SPI_processed;

@@ -68,10 +68,49 @@ VALUES
 SELECT pg_catalog.pg_extension_config_dump('regstack.token_types',
                                            'WHERE NOT builtin');
 
+-- Keys regstack derives values from, made by CREATE EXTENSION.  One today:
+-- 'subject_tag', the HMAC-SHA-256 key of subject tags (below).  pg_dump
+-- keeps every row, and restoring a row replaces the one CREATE EXTENSION
+-- made (registry_trigger), so a restored database finds its tokens' subjects.
+CREATE TABLE regstack.secret_keys (
+    name    text PRIMARY KEY
+        CONSTRAINT secret_keys_name_check
+        CHECK (pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 63),
+    secret  bytea NOT NULL
+        CONSTRAINT secret_keys_secret_check
+        CHECK (pg_catalog.octet_length(secret) OPERATOR(pg_catalog.>=) 16
+               AND pg_catalog.octet_length(secret) OPERATOR(pg_catalog.<=) 64),
+    builtin boolean NOT NULL DEFAULT false
+);
+
+COMMENT ON TABLE regstack.secret_keys IS
+'Keys made by CREATE EXTENSION (subject_tag: keys subject tags); changing one makes revoke_tokens and per-subject caps miss tokens issued before';
+
+CREATE TRIGGER secret_keys_row
+    BEFORE INSERT OR UPDATE ON regstack.secret_keys
+    FOR EACH ROW EXECUTE FUNCTION regstack.registry_trigger('name');
+CREATE TRIGGER secret_keys_statement
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON regstack.secret_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION regstack.registry_trigger();
+
+-- 32 bytes from pg_strong_random (gen_random_uuid: 122 random bits each).
+INSERT INTO regstack.secret_keys (name, secret)
+VALUES ('subject_tag',
+        pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+        OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
+
+SELECT pg_catalog.pg_extension_config_dump('regstack.secret_keys', '');
+
 -- One row per live token.  The token itself is never stored: token_hash is
 -- its SHA-256, challenge_hash the SHA-256 of the binding secret.
+-- subject_tag is the first 32 bits of HMAC-SHA-256(subject_tag key,
+-- subject), 0 without a subject; the token carries it in its first 4
+-- bytes.  So the primary key finds a token by (tag from the token, hash of
+-- the token), and a subject's tokens (revoke_tokens, per-subject caps) by
+-- the tag: one index serves both.
 CREATE TABLE regstack.auth_ephemeral_tokens (
-    token_hash      bytea PRIMARY KEY,
+    subject_tag     integer NOT NULL,
+    token_hash      bytea NOT NULL,
     token_type      text NOT NULL,
     subject         text,
     provider        text,
@@ -84,16 +123,12 @@ CREATE TABLE regstack.auth_ephemeral_tokens (
     result          text,
     payload         jsonb,
     created_at      timestamptz NOT NULL,
-    expires_at      timestamptz NOT NULL
+    expires_at      timestamptz NOT NULL,
+    PRIMARY KEY (subject_tag, token_hash)
 );
 
--- revoke_tokens and the per-subject cap look tokens up by subject.
-CREATE INDEX auth_ephemeral_tokens_subject
-    ON regstack.auth_ephemeral_tokens (subject, token_type)
-    WHERE subject IS NOT NULL;
-
 COMMENT ON TABLE regstack.auth_ephemeral_tokens IS
-'Live single-use tokens, keyed by the SHA-256 of the token; use the regstack functions, not this table';
+'Live single-use tokens, keyed by the subject tag and the SHA-256 of the token; use the regstack functions, not this table';
 
 SELECT pg_catalog.pg_extension_config_dump('regstack.auth_ephemeral_tokens', '');
 
@@ -115,7 +150,7 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'regstack_issue_token';
 
 COMMENT ON FUNCTION regstack.issue_token(text, text, interval, text, text, text, text, text, text, text, text, jsonb) IS
-'Store a new single-use token of a registered type and return it (43 characters, base64url)';
+'Store a new single-use token of a registered type and return it (48 characters, base64url)';
 
 CREATE FUNCTION regstack.consume_token(
     token       text,

@@ -31,8 +31,8 @@ $primary->poll_query_until('postgres',
   or die 'a reaper worker is still running on the primary';
 $primary->safe_psql('postgres', q{
 	INSERT INTO regstack.auth_ephemeral_tokens
-	    (token_hash, token_type, subject, created_at, expires_at)
-	SELECT sha256(convert_to('s' || i, 'UTF8')), 'pre_auth', 'expired',
+	    (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+	SELECT 0, sha256(convert_to('s' || i, 'UTF8')), 'pre_auth', 'expired',
 	       now() - interval '10 minutes', now() - interval '1 minute'
 	  FROM generate_series(1, 1000) AS i});
 $primary->wait_for_catchup($standby);

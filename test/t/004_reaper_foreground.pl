@@ -101,7 +101,7 @@ is( $node->safe_psql('postgres',
 	't', 'attach_result completes during a reaper batch');
 is( $node->safe_psql('postgres',
 		"$guard SELECT length(regstack.issue_token('pre_auth', subject => 'new'))"),
-	'43', 'issue_token completes during a reaper batch');
+	'48', 'issue_token completes during a reaper batch');
 is( $node->safe_psql('postgres',
 		"$guard SELECT regstack.revoke_tokens('live3')"),
 	'1', 'revoke_tokens completes during a reaper batch');

@@ -44,8 +44,8 @@ $node->safe_psql('postgres', q{
 	                     'SELECT regstack.purge_expired()')});
 $node->safe_psql('postgres', q{
 	INSERT INTO regstack.auth_ephemeral_tokens
-	    (token_hash, token_type, subject, created_at, expires_at)
-	SELECT sha256(convert_to('p' || i, 'UTF8')), 'pre_auth', 'expired',
+	    (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+	SELECT 0, sha256(convert_to('p' || i, 'UTF8')), 'pre_auth', 'expired',
 	       now() - interval '10 minutes', now() - interval '1 minute'
 	  FROM generate_series(1, 1000) AS i});
 ok( $node->poll_query_until('postgres',

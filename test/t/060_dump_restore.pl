@@ -1,8 +1,9 @@
 # pg_dump / pg_restore of a database with regstack: user-added and changed
 # token types and rate-limit policies, live tokens and rate-limit events
 # survive, and the restored database works (tokens issued before the dump
-# are consumed after the restore; a key limited before the dump is still
-# limited after it).
+# are consumed after the restore, and revoked by subject: the subject-tag
+# key is restored too; a key limited before the dump is still limited
+# after it).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,6 +31,8 @@ my $invite = $node->safe_psql('source_db',
     q{SELECT regstack.issue_token('invite', subject => 'carol', payload => '{"team": 7}')});
 my $pre_auth = $node->safe_psql('source_db',
     q{SELECT regstack.issue_token('pre_auth', subject => 'alice', challenge => 'cookie')});
+$node->safe_psql('source_db',
+    q{SELECT regstack.issue_token('password_reset', subject => 'frank')});
 my $state = $node->safe_psql('source_db',
     q{SELECT state FROM regstack.begin_oidc_flow('google', '/home')});
 $node->safe_psql('source_db',
@@ -53,7 +56,12 @@ is($node->safe_psql('restored_db',
     'shipped types, the user type and the changed shipped type are all back');
 is($node->safe_psql('restored_db',
         'SELECT count(*) FROM regstack.auth_ephemeral_tokens'),
-    '3', 'the three live tokens are restored');
+    '4', 'the four live tokens are restored');
+is($node->safe_psql('restored_db', q{SELECT name || ' ' || secret FROM regstack.secret_keys}),
+    $node->safe_psql('source_db', q{SELECT name || ' ' || secret FROM regstack.secret_keys}),
+    'the subject-tag key is the source database\'s, not the one CREATE EXTENSION made');
+is($node->safe_psql('restored_db', q{SELECT regstack.revoke_tokens('frank')}),
+    '1', 'a token issued before the dump is revoked by its subject after the restore');
 
 is($node->safe_psql('restored_db',
         qq{SELECT subject || ' ' || payload FROM regstack.consume_token('$invite', 'invite')}),
@@ -69,10 +77,10 @@ is($node->safe_psql('restored_db',
     'jwt-1', 'the OIDC state with its attached result is exchanged');
 is($node->safe_psql('restored_db',
         'SELECT count(*) FROM regstack.auth_ephemeral_tokens'),
-    '0', 'all three restored tokens were consumed, once each');
+    '0', 'all four restored tokens were consumed or revoked, once each');
 is($node->safe_psql('restored_db',
         q{SELECT length(regstack.issue_token('invite', subject => 'dave'))}),
-    '43', 'the restored user type issues new tokens');
+    '48', 'the restored user type issues new tokens');
 is($node->safe_psql('restored_db',
         q{SELECT expires_at - created_at FROM regstack.peek_token(
                  regstack.issue_token('pre_auth', subject => 'erin'), 'pre_auth')}),
@@ -106,6 +114,9 @@ is($node->safe_psql('restored_again', 'SELECT count(*) FROM regstack.token_types
     '7', 'still seven token types');
 is($node->safe_psql('restored_again', 'SELECT count(*) FROM regstack.rate_limit_policies'),
     '7', 'and seven rate-limit policies');
+is($node->safe_psql('restored_again', q{SELECT name || ' ' || secret FROM regstack.secret_keys}),
+    $node->safe_psql('source_db', q{SELECT name || ' ' || secret FROM regstack.secret_keys}),
+    'and one subject-tag key, still the source database\'s');
 
 $node->stop;
 done_testing();

@@ -38,7 +38,7 @@ for my $sql (
     push @secrets, $session->query_safe($sql);
 }
 my ($pre_auth, $reset, $exchange, $state) = @secrets[1 .. 4];
-like($pre_auth, qr/^[A-Za-z0-9_-]{43}$/, 'tokens were issued');
+like($pre_auth, qr/^[A-Za-z0-9_-]{48}$/, 'tokens were issued');
 
 # At rest: while all four tokens are live, no row of any regstack table
 # holds a token or the challenge in plaintext.
@@ -64,7 +64,7 @@ $session->query_safe(qq{SELECT count(*) FROM regstack.consume_token('$reset', 'p
 # Failing calls, each on its own connection (logged with their statement
 # text, which holds no secret).
 for my $failing (
-    q{SELECT regstack.attach_result(repeat('A', 43), 'oidc_state', NULL)},
+    q{SELECT regstack.attach_result(repeat('A', 48), 'oidc_state', NULL)},
     q{SELECT regstack.issue_token('no_such_type')},
     q{SELECT regstack.issue_token('oidc_state', provider => 'google')})
 {

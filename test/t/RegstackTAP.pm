@@ -15,8 +15,8 @@ sub insert_expired
 	my $seed = defined $tag ? "'$tag'" : 'clock_timestamp()::text';
 	$node->safe_psql($db, qq{
 		INSERT INTO regstack.auth_ephemeral_tokens
-		    (token_hash, token_type, subject, created_at, expires_at)
-		SELECT sha256(convert_to($seed || i, 'UTF8')),
+		    (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+		SELECT 0, sha256(convert_to($seed || i, 'UTF8')),
 		       'pre_auth', 'expired',
 		       now() - interval '10 minutes', now() - interval '1 minute'
 		  FROM generate_series(1, $n) AS i});

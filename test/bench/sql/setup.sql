@@ -55,10 +55,12 @@ RESET ROLE;
 CREATE SCHEMA plpg;
 CREATE TABLE plpg.token_types (LIKE regstack.token_types INCLUDING ALL);
 INSERT INTO plpg.token_types SELECT * FROM regstack.token_types;
+CREATE TABLE plpg.secret_keys (LIKE regstack.secret_keys INCLUDING ALL);
+INSERT INTO plpg.secret_keys SELECT * FROM regstack.secret_keys;
+-- The same columns and indexes as regstack's table: the primary key
+-- (subject_tag, token_hash) and no other index.
 CREATE TABLE plpg.auth_ephemeral_tokens
     (LIKE regstack.auth_ephemeral_tokens INCLUDING ALL);
-CREATE INDEX auth_ephemeral_tokens_subject
-    ON plpg.auth_ephemeral_tokens (subject, token_type) WHERE subject IS NOT NULL;
 
 -- The row consume_token returns.
 CREATE TYPE plpg.token_row AS (
@@ -87,6 +89,7 @@ DECLARE
     f text;
     tok text;
     issued timestamptz;
+    tag integer := 0;
 BEGIN
     IF token_type IS NULL THEN
         RAISE EXCEPTION 'token_type must not be null' USING ERRCODE = '22004';
@@ -137,25 +140,33 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
+    -- The subject tag: the first 32 bits of HMAC-SHA-256 of the subject.
+    IF subject IS NOT NULL THEN
+        tag := ('x' || encode(substring(public.hmac(convert_to(subject, 'UTF8'),
+                   (SELECT secret FROM plpg.secret_keys WHERE name = 'subject_tag'),
+                   'sha256') FROM 1 FOR 4), 'hex'))::bit(32)::integer;
+    END IF;
     IF t.max_live_per_subject IS NOT NULL AND subject IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(t.name || '/' || subject, 0));
         DELETE FROM plpg.auth_ephemeral_tokens
-         WHERE subject = issue_token.subject AND token_type = t.name
+         WHERE subject_tag = tag AND subject = issue_token.subject AND token_type = t.name
            AND token_hash <> ALL (ARRAY(
                SELECT token_hash FROM plpg.auth_ephemeral_tokens
-                WHERE subject = issue_token.subject AND token_type = t.name
+                WHERE subject_tag = tag AND subject = issue_token.subject
+                  AND token_type = t.name
                   AND expires_at > clock_timestamp()
                 ORDER BY created_at DESC, token_hash DESC
                 LIMIT t.max_live_per_subject - 1));
     END IF;
 
-    tok := translate(rtrim(encode(public.gen_random_bytes(32), 'base64'), '='), '+/', '-_');
+    -- The tag and 256 random bits: 36 bytes, 48 characters, no padding.
+    tok := translate(encode(int4send(tag) || public.gen_random_bytes(32), 'base64'), '+/', '-_');
     issued := clock_timestamp();
     INSERT INTO plpg.auth_ephemeral_tokens
-        (token_hash, token_type, subject, provider, nonce, code_verifier,
+        (subject_tag, token_hash, token_type, subject, provider, nonce, code_verifier,
          challenge_hash, redirect_to, mode, linking_user_id, result, payload,
          created_at, expires_at)
-    VALUES (sha256(convert_to(tok, 'UTF8')), t.name, issue_token.subject,
+    VALUES (tag, sha256(convert_to(tok, 'UTF8')), t.name, issue_token.subject,
             issue_token.provider, issue_token.nonce, issue_token.code_verifier,
             sha256(convert_to(issue_token.challenge, 'UTF8')),
             issue_token.redirect_to, issue_token.mode, issue_token.linking_user_id,
@@ -182,12 +193,15 @@ BEGIN
           OR octet_length(challenge) > 4096 THEN
         RAISE EXCEPTION 'argument is too long' USING ERRCODE = '22001';
     END IF;
-    IF token !~ '^[A-Za-z0-9_-]{43}$' THEN
+    IF token !~ '^[A-Za-z0-9_-]{48}$' THEN
         RETURN;                     -- never issued: no row, no lookup
     END IF;
     RETURN QUERY
     DELETE FROM plpg.auth_ephemeral_tokens
-     WHERE token_hash = sha256(convert_to(consume_token.token, 'UTF8'))
+     WHERE subject_tag = ('x' || encode(substring(decode(translate(substr(consume_token.token, 1, 8),
+                                                                   '-_', '+/'), 'base64')
+                                                  FROM 1 FOR 4), 'hex'))::bit(32)::integer
+       AND token_hash = sha256(convert_to(consume_token.token, 'UTF8'))
        AND token_type = consume_token.token_type
        AND expires_at > clock_timestamp()
        AND (challenge_hash IS NULL
@@ -215,11 +229,12 @@ CREATE PROCEDURE bench.make_expired(n bigint)
 LANGUAGE sql
 AS $$
     TRUNCATE bench.expired_template;
-    INSERT INTO bench.expired_template (token_hash, token_type, subject, created_at, expires_at)
-    SELECT h, 'pre_auth', 'user' || (i % 100000), now() - interval '10 minutes',
-           now() - interval '5 minutes'
+    INSERT INTO bench.expired_template
+        (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+    SELECT hashint4((i % 100000)::integer), h, 'pre_auth', 'user' || (i % 100000),
+           now() - interval '10 minutes', now() - interval '5 minutes'
       FROM (SELECT i, sha256(int8send(i)) AS h FROM generate_series(1, n) AS i) AS s
-     ORDER BY h;
+     ORDER BY 1, 2;
 $$;
 
 -- The plain-SQL reaper an application schedules: batched ctid deletes of
