@@ -68,6 +68,11 @@ SELECT subject, token_type, count(*)
 
 -- The registry trigger refuses to be called any other way.
 SELECT pg_temp.err($$SELECT regstack.registry_trigger()$$);
+-- ... and to fire with an argument it does not know.
+CREATE TEMP TABLE registry_misuse (name text, builtin boolean);
+CREATE TRIGGER registry_misuse_row BEFORE INSERT ON registry_misuse
+    FOR EACH ROW EXECUTE FUNCTION regstack.registry_trigger('name', 'bogus');
+SELECT pg_temp.err($$INSERT INTO registry_misuse VALUES ('x', false)$$);
 
 -- Put the shipped 'download' type back for the other tests.
 DELETE FROM regstack.token_types WHERE name = 'download';

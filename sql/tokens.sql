@@ -136,12 +136,21 @@ SELECT pg_temp.token_tag(:'tok') = ('x' || encode(substring(hmac('heidi',
                                      WHERE subject = 'heidi') AS row_has_tag,
        pg_temp.token_tag(:'anon') AS anonymous_tag,
        (SELECT octet_length(secret) FROM regstack.secret_keys) AS key_bytes;
--- The tag is part of the token: the same random part with another tag is
--- no token (the first character changed, the rest kept).
-SELECT count(*) AS other_tag
-  FROM regstack.peek_token(translate(left(:'tok', 1), 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_',
-                                     'BCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_A')
-                           || substr(:'tok', 2), 'pre_auth');
+-- Lookups use the tag the token carries: a row stored with the SHA-256 of
+-- a token (:'other', the first character changed) under another tag than
+-- that token's is not found; under the token's own tag it is.
+SELECT translate(left(:'tok', 1), 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_',
+                 'BCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_A')
+       || substr(:'tok', 2) AS other \gset
+INSERT INTO regstack.auth_ephemeral_tokens
+    (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+VALUES (pg_temp.token_tag(:'tok'), sha256(convert_to(:'other', 'UTF8')), 'pre_auth',
+        'other', now(), now() + interval '5 minutes');
+SELECT pg_temp.token_tag(:'other') <> pg_temp.token_tag(:'tok') AS tags_differ,
+       (SELECT count(*) FROM regstack.peek_token(:'other', 'pre_auth')) AS under_other_tag;
+UPDATE regstack.auth_ephemeral_tokens SET subject_tag = pg_temp.token_tag(:'other')
+ WHERE subject = 'other';
+SELECT subject AS under_own_tag FROM regstack.consume_token(:'other', 'pre_auth');
 -- revoke_tokens and the cap find tokens by tag, then compare the subject:
 -- a row of another subject under the same tag (a 1 in 2^32 collision,
 -- made here by hand) is left alone.
@@ -153,17 +162,23 @@ SELECT regstack.revoke_tokens('heidi') AS revoked_heidi;
 SELECT subject FROM regstack.auth_ephemeral_tokens WHERE subject LIKE '%heidi';
 DELETE FROM regstack.auth_ephemeral_tokens WHERE subject = 'not-heidi';
 SELECT count(*) AS anon_consumed FROM regstack.consume_token(:'anon', 'download');
--- Inserting a subject_tag row replaces the key (how a restore puts back
--- the dumped one), and the cached key is reloaded at once.  Without the
--- key: bad_input.sql.
+-- Inserting a subject_tag row replaces the key, the shipped one or one
+-- inserted before (how a restore puts back the dumped one, also into a
+-- database that was itself restored), and the cached key is reloaded at
+-- once.  Without the key: bad_input.sql.
 BEGIN;
+INSERT INTO regstack.secret_keys (name, secret) VALUES ('subject_tag', sha256('first key'));
 INSERT INTO regstack.secret_keys (name, secret) VALUES ('subject_tag', sha256('restored key'));
 SELECT count(*) AS key_rows, bool_and(secret = sha256('restored key')) AS replaced,
        bool_or(builtin) AS builtin
   FROM regstack.secret_keys;
 SELECT regstack.issue_token('pre_auth', subject => 'ivan') AS tok \gset
 SELECT pg_temp.token_tag(:'tok') = ('x' || encode(substring(hmac('ivan', sha256('restored key'), 'sha256')
-           FROM 1 FOR 4), 'hex'))::bit(32)::integer AS tag_uses_new_key;
+           FROM 1 FOR 4), 'hex'))::bit(32)::integer AS tag_uses_new_key,
+       pg_temp.token_tag(:'tok') < 0 AS tag_negative;
+-- A token whose tag has the high bit set is found like any other.
+SELECT subject FROM regstack.peek_token(:'tok', 'pre_auth');
+SELECT regstack.revoke_tokens('ivan') AS revoked_negative_tag;
 ROLLBACK;
 
 -- Functions work inside a transaction that rolls back: nothing is kept.

@@ -1,17 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * registry.c
- *	  regstack's registry tables (token_types, rate_limit_policies): the
- *	  per-backend cache of their rows, and the trigger that keeps it and
- *	  pg_dump right.
+ *	  regstack's registry tables (token_types, rate_limit_policies,
+ *	  secret_keys): the per-backend cache of their rows, and the trigger
+ *	  that keeps it and pg_dump right.
  *
  * Cache.  Callers need a registry row on every call, so each backend loads
  * a registry table once (as the table owner, through SPI) into an array
  * sorted bytewise by key, and finds rows by binary search.  A relcache
  * callback marks the cache stale when the table is invalidated; the next
  * lookup reloads it: in the same transaction for the backend that changed
- * the table, at its next transaction for every other one.  Entries stay
- * valid until the next lookup in the same cache.
+ * the table, at its next transaction for every other one.  A reload reads
+ * the latest committed rows (a fresh snapshot, not the caller's): a cache
+ * loaded through an old REPEATABLE READ snapshot would be marked valid and
+ * keep the old rows after that transaction ends.  Entries stay valid until
+ * the next lookup in the same cache.
  *
  * Registry tables carry a boolean column "builtin", true on the rows the
  * extension script ships.  pg_dump keeps only rows WHERE NOT builtin (see
@@ -24,7 +27,10 @@
  * After any statement that changes the table, a relcache invalidation tells
  * every backend to reload its cached copy (token_types.c).
  *
- * The trigger takes one argument: the name of the table's key column.
+ * The row trigger takes the name of the table's key column and, optionally,
+ * 'replace': then inserting a row replaces any row with the same key, shipped
+ * or not (secret_keys, whose rows pg_dump keeps whatever "builtin" says, so
+ * that restoring into a database that was itself restored still works).
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +46,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(regstack_registry_trigger);
 
@@ -82,7 +89,8 @@ registry_load(RegstackRegistryCache *cache)
 	cache->relid = get_relname_relid(cache->relname,
 									 get_namespace_oid("regstack", false));
 	regstack_plan(&cache->load_plan, cache->load_sql, 0, NULL);
-	if (SPI_execute_plan(cache->load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(cache->load_plan, NULL, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read regstack.%s", cache->relname);
 
 	old_context = MemoryContextSwitchTo(cache->context);
@@ -145,10 +153,13 @@ regstack_registry_keys(RegstackRegistryCache *cache)
 	return keys.data;
 }
 
-/* Delete the shipped row whose key equals the key of new_row, if any. */
+/*
+ * Delete the row whose key equals the key of new_row, if any: only a
+ * shipped row, unless any_row.
+ */
 static void
-registry_replace_shipped(Relation rel, const char *key_column,
-						 HeapTuple new_row)
+registry_replace(Relation rel, const char *key_column, bool any_row,
+				 HeapTuple new_row)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			key_attnum = SPI_fnumber(desc, key_column);
@@ -166,10 +177,11 @@ registry_replace_shipped(Relation rel, const char *key_column,
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1 AND builtin",
+					 "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1%s",
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)),
-					 quote_identifier(key_column));
+					 quote_identifier(key_column),
+					 any_row ? "" : " AND builtin");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args(sql.data, 1, &key_type, &key, NULL, false, 0)
@@ -202,16 +214,19 @@ regstack_registry_trigger(PG_FUNCTION_ARGS)
 	}
 
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		trigdata->tg_trigger->tgnargs != 1)
+		trigdata->tg_trigger->tgnargs < 1 || trigdata->tg_trigger->tgnargs > 2 ||
+		(trigdata->tg_trigger->tgnargs == 2 &&
+		 strcmp(trigdata->tg_trigger->tgargs[1], "replace") != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("regstack_registry_trigger must fire BEFORE each row with one argument")));
+				 errmsg("regstack_registry_trigger must fire BEFORE each row with a key column and optionally 'replace'")));
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		row = trigdata->tg_trigtuple;
 		if (!creating_extension)
-			registry_replace_shipped(rel, trigdata->tg_trigger->tgargs[0], row);
+			registry_replace(rel, trigdata->tg_trigger->tgargs[0],
+							 trigdata->tg_trigger->tgnargs == 2, row);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		row = trigdata->tg_newtuple;

@@ -70,8 +70,10 @@ SELECT pg_catalog.pg_extension_config_dump('regstack.token_types',
 
 -- Keys regstack derives values from, made by CREATE EXTENSION.  One today:
 -- 'subject_tag', the HMAC-SHA-256 key of subject tags (below).  pg_dump
--- keeps every row, and restoring a row replaces the one CREATE EXTENSION
--- made (registry_trigger), so a restored database finds its tokens' subjects.
+-- keeps every row, and inserting a row replaces any row of the same name
+-- (registry_trigger's 'replace'), so a restore puts back the dumped key over
+-- the one CREATE EXTENSION made and a restored database finds its tokens'
+-- subjects.
 CREATE TABLE regstack.secret_keys (
     name    text PRIMARY KEY
         CONSTRAINT secret_keys_name_check
@@ -88,7 +90,7 @@ COMMENT ON TABLE regstack.secret_keys IS
 
 CREATE TRIGGER secret_keys_row
     BEFORE INSERT OR UPDATE ON regstack.secret_keys
-    FOR EACH ROW EXECUTE FUNCTION regstack.registry_trigger('name');
+    FOR EACH ROW EXECUTE FUNCTION regstack.registry_trigger('name', 'replace');
 CREATE TRIGGER secret_keys_statement
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON regstack.secret_keys
     FOR EACH STATEMENT EXECUTE FUNCTION regstack.registry_trigger();

@@ -224,7 +224,10 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA plpg TO bench_app;
 CREATE SCHEMA bench;
 CREATE TABLE bench.expired_template (LIKE regstack.auth_ephemeral_tokens);
 
--- Fill the template with n expired pre_auth rows.
+-- Fill the template with n expired pre_auth rows.  Their subject tags are
+-- hashint4 of the subject, not the keyed HMAC regstack computes: the rows
+-- are only ever reaped, which reads no tag, and this spreads them over
+-- the primary key as real tags would.
 CREATE PROCEDURE bench.make_expired(n bigint)
 LANGUAGE sql
 AS $$
