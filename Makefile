@@ -39,6 +39,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# src/digests.c calls OpenSSL's libcrypto when PostgreSQL is built with it.
+ifeq ($(with_ssl),openssl)
+SHLIB_LINK += -lcrypto
+endif
+
 sql/regstack--1.0.sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 

@@ -111,3 +111,12 @@ SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'ivan')$
 SELECT pg_temp.err($$SELECT regstack.revoke_tokens('ivan')$$);
 SELECT pg_temp.err($$SELECT length(regstack.issue_token('download', payload => '{"f": 1}'))$$);
 ROLLBACK;
+-- A key outside 16..64 bytes (possible only with the table's CHECK
+-- dropped) is refused the same way, not truncated.
+BEGIN;
+ALTER TABLE regstack.secret_keys DROP CONSTRAINT secret_keys_secret_check;
+UPDATE regstack.secret_keys SET secret = '\x00';
+SELECT pg_temp.err($$SELECT regstack.issue_token('pre_auth', subject => 'ivan')$$);
+UPDATE regstack.secret_keys SET secret = sha512('a') || '\x00';
+SELECT pg_temp.err($$SELECT regstack.revoke_tokens('ivan')$$);
+ROLLBACK;

@@ -1,23 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * encoding.c
- *	  Randomness, SHA-256 and base64url for regstack's tokens.
+ *	  Randomness and base64url for regstack's tokens (their SHA-256 is in
+ *	  digests.c).
  *
- * Uses PostgreSQL's own primitives (pg_strong_random and the SHA-256 of
- * common/cryptohash.h), the same ones pgcrypto wraps, so no SQL round trip
- * and no dependency on pgcrypto.  All functions may be called in any memory
- * context; results are palloc'd in the current one.
+ * Randomness is PostgreSQL's own pg_strong_random, the same source
+ * pgcrypto's gen_random_bytes uses, so no SQL round trip and no dependency
+ * on pgcrypto.  All functions may be called in any memory context; results
+ * are palloc'd in the current one.
  *
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
 
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "port.h"
 
-StaticAssertDecl(PG_SHA256_DIGEST_LENGTH == REGSTACK_DIGEST_BYTES,
-				 "regstack digests are SHA-256");
 StaticAssertDecl(REGSTACK_BASE64URL_LEN(REGSTACK_SECRET_BYTES) ==
 				 REGSTACK_SECRET_CHARS,
 				 "a 256-bit secret prints as 43 characters");
@@ -68,7 +65,7 @@ encoding_random_bytes(uint8 *raw, size_t len)
 	/* Not reachable from any input: the OS random source itself failed. */
 	if (!pg_strong_random(raw, len))
 		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
+				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not generate random bytes for a token")));
 }
 
@@ -133,39 +130,6 @@ regstack_token_tag(const text *token)
 	for (int i = 0; i < 6; i++)
 		bits = (bits << 6) | encoding_char_value(chars[i]);
 	return (int32) (uint32) (bits >> 4);
-}
-
-/* SHA-256 of data into digest, which has room for REGSTACK_DIGEST_BYTES. */
-void
-regstack_sha256(const char *data, size_t len, uint8 *digest)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, digest, REGSTACK_DIGEST_BYTES) < 0)
-	{
-		/* Only an out-of-memory or a broken crypto library gets here. */
-		const char *reason = pg_cryptohash_error(ctx);
-
-		pg_cryptohash_free(ctx);
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute SHA-256: %s", reason)));
-	}
-	pg_cryptohash_free(ctx);
-}
-
-/* SHA-256 of a text value's bytes, returned as a palloc'd bytea. */
-bytea *
-regstack_sha256_bytea(const text *value)
-{
-	bytea	   *digest = palloc(VARHDRSZ + REGSTACK_DIGEST_BYTES);
-
-	SET_VARSIZE(digest, VARHDRSZ + REGSTACK_DIGEST_BYTES);
-	regstack_sha256(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
-					(uint8 *) VARDATA(digest));
-	return digest;
 }
 
 /*

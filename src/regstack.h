@@ -52,7 +52,7 @@
 #define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* creating a rate-limit state */
 #define REGSTACK_LOCK_CLASS_RATE_QUEUE	0x5255	/* queueing for a busy state row */
 
-/* ---- encoding.c: randomness, SHA-256 and base64url ---- */
+/* ---- encoding.c: randomness and base64url ---- */
 
 /* Append the unpadded base64url form of data to out (out needs room). */
 extern void regstack_base64url_encode(const uint8 *data, size_t len, char *out);
@@ -68,12 +68,6 @@ extern char *regstack_new_token(int32 subject_tag);
 
 /* The subject tag a well-formed token carries in its first 4 bytes. */
 extern int32 regstack_token_tag(const text *token);
-
-/* SHA-256 of data into digest[REGSTACK_DIGEST_BYTES]. */
-extern void regstack_sha256(const char *data, size_t len, uint8 *digest);
-
-/* SHA-256 of a text value, as a palloc'd bytea. */
-extern bytea *regstack_sha256_bytea(const text *value);
 
 /* True when s has the exact shape of a token regstack issued. */
 extern bool regstack_token_wellformed(const text *token);
@@ -190,6 +184,36 @@ extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
 
 /* 40001 where UPDATE/DELETE would raise it; else returns result. */
 extern TM_Result regstack_check_conflict(TM_Result result);
+
+/* ---- digests.c: SHA-256 and HMAC-SHA-256 ---- */
+
+#define REGSTACK_HMAC_BLOCK_BYTES	64	/* SHA-256's block */
+
+/* An HMAC-SHA-256 key of at most one block, with its pads applied. */
+typedef struct RegstackHmacKey
+{
+	uint8		inner_block[REGSTACK_HMAC_BLOCK_BYTES];	/* key XOR 0x36 */
+	uint8		outer_block[REGSTACK_HMAC_BLOCK_BYTES];	/* key XOR 0x5C */
+} RegstackHmacKey;
+
+/* SHA-256 of first || second into digest[REGSTACK_DIGEST_BYTES]. */
+extern void regstack_sha256_concat(const void *first, size_t first_len,
+								   const void *second, size_t second_len,
+								   uint8 *digest);
+
+/* SHA-256 of data into digest[REGSTACK_DIGEST_BYTES]. */
+extern void regstack_sha256(const char *data, size_t len, uint8 *digest);
+
+/* SHA-256 of a text value, as a palloc'd bytea. */
+extern bytea *regstack_sha256_bytea(const text *value);
+
+/* Prepare key (at most REGSTACK_HMAC_BLOCK_BYTES) for regstack_hmac_sha256. */
+extern void regstack_hmac_prepare(const uint8 *key, size_t key_len,
+								  RegstackHmacKey *prepared);
+
+/* HMAC-SHA-256 of data under a prepared key into digest[REGSTACK_DIGEST_BYTES]. */
+extern void regstack_hmac_sha256(const RegstackHmacKey *key, const void *data,
+								 size_t len, uint8 *digest);
 
 /* ---- subject_tags.c: keyed tags of subjects ---- */
 

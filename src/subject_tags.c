@@ -20,15 +20,15 @@
  */
 #include "regstack.h"
 
-#include "common/hmac.h"
-#include "common/sha2.h"
+/* The secret_keys table's CHECK: 16 to 64 bytes (one HMAC block). */
+#define SUBJECT_TAG_MIN_KEY_BYTES	16
 
-/* A cached row of regstack.secret_keys. */
+/* A cached row of regstack.secret_keys, prepared as an HMAC key. */
 typedef struct SubjectTagKey
 {
 	char		name[NAMEDATALEN];	/* key of the registry entry */
-	int			length;
-	uint8		secret[64];		/* the table's CHECK bounds it to 16..64 */
+	int			secret_length;	/* bytes of the secret as stored */
+	RegstackHmacKey hmac_key;	/* the secret, if 16..64 bytes */
 } SubjectTagKey;
 
 StaticAssertDecl(offsetof(SubjectTagKey, name) == 0,
@@ -42,8 +42,11 @@ subject_tags_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
 	bool		isnull;
 	bytea	   *secret = DatumGetByteaPP(SPI_getbinval(row, desc, 2, &isnull));
 
-	entry->length = Min(VARSIZE_ANY_EXHDR(secret), sizeof(entry->secret));
-	memcpy(entry->secret, VARDATA_ANY(secret), entry->length);
+	entry->secret_length = VARSIZE_ANY_EXHDR(secret);
+	if (entry->secret_length >= SUBJECT_TAG_MIN_KEY_BYTES &&
+		entry->secret_length <= REGSTACK_HMAC_BLOCK_BYTES)
+		regstack_hmac_prepare((const uint8 *) VARDATA_ANY(secret),
+							  entry->secret_length, &entry->hmac_key);
 }
 
 static RegstackRegistryCache secret_keys_cache =
@@ -57,8 +60,7 @@ int32
 regstack_subject_tag(const text *subject)
 {
 	const SubjectTagKey *key;
-	pg_hmac_ctx *ctx;
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	uint8		digest[REGSTACK_DIGEST_BYTES];
 
 	if (subject == NULL)
 		return 0;
@@ -68,23 +70,17 @@ regstack_subject_tag(const text *subject)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("regstack.secret_keys has no \"subject_tag\" row"),
 				 errhint("Restore the row from a dump of this database; a new key would make revoke_tokens and per-subject caps miss the live tokens.")));
-
-	ctx = pg_hmac_create(PG_SHA256);
-	if (ctx == NULL ||
-		pg_hmac_init(ctx, key->secret, key->length) < 0 ||
-		pg_hmac_update(ctx, (const uint8 *) VARDATA_ANY(subject),
-					   VARSIZE_ANY_EXHDR(subject)) < 0 ||
-		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
-	{
-		/* Only an out-of-memory or a broken crypto library gets here. */
-		const char *reason = ctx ? pg_hmac_error(ctx) : "out of memory";
-
-		pg_hmac_free(ctx);
+	/* Only if someone dropped the table's CHECK. */
+	if (key->secret_length < SUBJECT_TAG_MIN_KEY_BYTES ||
+		key->secret_length > REGSTACK_HMAC_BLOCK_BYTES)
 		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute HMAC-SHA-256: %s", reason)));
-	}
-	pg_hmac_free(ctx);
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("regstack.secret_keys' \"subject_tag\" key is %d bytes long",
+						key->secret_length),
+				 errdetail("The key must be 16 to 64 bytes long.")));
+
+	regstack_hmac_sha256(&key->hmac_key, VARDATA_ANY(subject),
+						 VARSIZE_ANY_EXHDR(subject), digest);
 	return (int32) (((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
 					((uint32) digest[2] << 8) | (uint32) digest[3]);
 }
