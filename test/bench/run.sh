@@ -310,7 +310,13 @@ bench_reaper_rows() {
 # table: pgbench per-transaction logs (-l) in $work/latency; the report
 # computes the percentiles.  pgbench runs long enough to cover the idle
 # period, the reaping (by the reaper's own rate measured before, with
-# room) and some idle time after it.
+# room) and some idle time after it.  A checkpoint first, as a server in
+# steady state has had: it recycles the WAL segments the earlier phases
+# filled, so that no commit in either window waits while a backend
+# creates and zero-fills a new 16 MB segment under WALWriteLock (50-70 ms
+# for every commit on this machine; each 16 MB of WAL did it, idle or
+# reaping).  It comes before the refill, so the reaper's deletes carry no
+# full-page images, as in every run before.
 bench_reaper_latency() {
     local rate total t_start t_enable t_done t_off secs
     rate=$(awk -F'\t' '$1 == "token_pair" && $2 == "regstack" && $3 == "on" {s += $5; n++}
@@ -318,6 +324,7 @@ bench_reaper_latency() {
     total=$(awk -F'\t' -v rows="$reaper_rows" -v idle="$idle_seconds" \
         '$1 == "reaper" && $2 == "regstack_reaper" {r = $5}
          END {t = idle + 3 + (r ? 1.5 * rows / r : 10); print int(t + 0.999)}' "$work/results.tsv")
+    bench_psql bench -qc "CHECKPOINT"
     bench_refill
     mkdir -p "$work/latency"
     t_start=$(bench_now)
