@@ -37,6 +37,8 @@ StaticAssertDecl(PG_SHA256_DIGEST_LENGTH == REGSTACK_DIGEST_BYTES,
 StaticAssertDecl(PG_SHA256_BLOCK_LENGTH == REGSTACK_HMAC_BLOCK_BYTES,
 				 "an HMAC key block is one SHA-256 block");
 
+static void digests_fail(const char *what, const char *reason) pg_attribute_noreturn();
+
 /* Report that the crypto library failed; reason says how. */
 static void
 digests_fail(const char *what, const char *reason)
@@ -81,11 +83,15 @@ digests_openssl_setup(void)
 	}
 	if (digests_sha256_ctx == NULL)
 	{
-		digests_sha256_ctx = EVP_MD_CTX_new();
+		/* EVP_MD_CTX_create: so named in every OpenSSL PostgreSQL 15 builds with */
+		digests_sha256_ctx = EVP_MD_CTX_create();
 		if (digests_sha256_ctx == NULL)
+		{
+			ERR_clear_error();
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
+		}
 	}
 }
 
@@ -159,7 +165,7 @@ void
 regstack_hmac_prepare(const uint8 *key, size_t key_len, RegstackHmacKey *prepared)
 {
 	Assert(key_len <= REGSTACK_HMAC_BLOCK_BYTES);
-	for (int i = 0; i < REGSTACK_HMAC_BLOCK_BYTES; i++)
+	for (size_t i = 0; i < REGSTACK_HMAC_BLOCK_BYTES; i++)
 	{
 		uint8		key_byte = i < key_len ? key[i] : 0;
 

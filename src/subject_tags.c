@@ -75,9 +75,9 @@ regstack_subject_tag(const text *subject)
 		key->secret_length > REGSTACK_HMAC_BLOCK_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("regstack.secret_keys' \"subject_tag\" key is %d bytes long",
-						key->secret_length),
-				 errdetail("The key must be 16 to 64 bytes long.")));
+				 errmsg("regstack.secret_keys' \"subject_tag\" key must be 16 to 64 bytes long"),
+				 errdetail_plural("It is %d byte long.", "It is %d bytes long.",
+								  key->secret_length, key->secret_length)));
 
 	regstack_hmac_sha256(&key->hmac_key, VARDATA_ANY(subject),
 						 VARSIZE_ANY_EXHDR(subject), digest);
