@@ -9,7 +9,8 @@
  * between passes; during a pass it gets out of the way as described below.
  *
  * A pass:
- *	1. deletes expired tokens in batches of regstack.batch_size rows, each
+ *	1. deletes expired tokens in batches of up to regstack.batch_size rows
+ *	   (fewer at first and while others write: see below), each
  *	   batch its own committed transaction, sweeping the table once in ctid
  *	   order (regstack_purge_tokens_range); within a stretch of
  *	   WORKER_CHUNK_BLOCKS blocks it goes on while batches come back full;
@@ -96,9 +97,10 @@
 /*
  * When other transactions wrote during the last pause or the batch
  * (foreground work is going on), the worker waits this multiple of the
- * batch's own duration before the next batch, and deletes at most
- * regstack.batch_size / WORKER_YIELD_BATCH_DIVISOR rows in that batch, so
- * that their commits do not queue behind its WAL or wait for a core.  On
+ * batch's own duration before the next batch, and its batches delete at
+ * most regstack.batch_size / WORKER_YIELD_BATCH_DIVISOR rows until
+ * WORKER_YIELD_QUIET_LOOKS looks in a row see no other writer, so that
+ * their commits do not queue behind its WAL or wait for a core.  On
  * the development machine (2 cores, token pairs at 1,500/s with
  * synchronous_commit on, 1M expired rows), against full batches each
  * followed by a pause as long: the pairs' p99 while reaping 7.0-16.0 ms
@@ -106,7 +108,7 @@
  * 19.8 ms, medians of six, with the same pause and batch set by hand);
  * reaping took 3.6 s instead of 1.8 s.
  */
-#define WORKER_YIELD_FRACTION		3.0
+#define WORKER_YIELD_FACTOR		3.0
 #define WORKER_YIELD_BATCH_DIVISOR	10
 #define WORKER_YIELD_QUIET_LOOKS	10
 /*
@@ -306,8 +308,8 @@ worker_ms_since(const instr_time *since)
 /*
  * After a batch that deleted rows: if other transactions that write (each
  * takes a transaction id; the batch took one) started since the last
- * pause began, pause for WORKER_YIELD_FRACTION times the batch's duration
- * (and make the next batch smaller: worker_yield_batch_limit), so
+ * pause began, pause for WORKER_YIELD_FACTOR times the batch's duration
+ * (and keep the next batches small: worker_yield_batch_limit), so
  * that a reaper working through a large backlog leaves room for
  * foreground commits; on a server with no other writes it goes on at full
  * speed.  A batch that deleted nothing wrote next to no WAL and is not
@@ -327,10 +329,20 @@ worker_yield_end(WorkerYield *yield, int64 deleted)
 
 	/* the next look covers this pause and the next batch */
 	yield->next_xid = next_xid;
-	yield->quiet_looks = xids > 1 ? 0 : yield->quiet_looks + 1;
+	/*
+	 * Only a batch that deleted rows took a transaction id of its own, which
+	 * "xids > 1" discounts; after an empty batch the look says nothing.
+	 */
+	if (deleted > 0)
+	{
+		if (xids > 1)
+			yield->quiet_looks = 0;
+		else if (yield->quiet_looks < WORKER_YIELD_QUIET_LOOKS)
+			yield->quiet_looks++;
+	}
 	if (deleted == 0 || xids <= 1)
 		return;
-	pause_ms = (long) (worker_ms_since(&yield->start) * WORKER_YIELD_FRACTION);
+	pause_ms = (long) (worker_ms_since(&yield->start) * WORKER_YIELD_FACTOR);
 	pause_ms = Min(pause_ms, WORKER_YIELD_MAX_MS);
 	INSTR_TIME_SET_CURRENT(paused_since);
 	wait_ms = pause_ms;
