@@ -27,9 +27,9 @@
  * the WAL that foreground commits must flush, nor take a core from them;
  * with no other writers it deletes full batches without pausing, once ten
  * looks in a row have seen none (a pass starts with small batches).  The
- * pause counts because while a batch's WAL is being
- * flushed, foreground commits wait for it and start no new transactions:
- * judged by the batch alone, a busy server looks quiet.
+ * pause counts because while a batch's WAL is being flushed, foreground
+ * commits wait for it and start no new transactions: judged by the batch
+ * alone, a busy server looks quiet.
  *
  * Before every batch the worker checks, in the batch's transaction:
  *	- that nobody wants the database to itself: DROP DATABASE, ALTER
