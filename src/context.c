@@ -48,11 +48,11 @@ static const char *const context_token_columns[RS_NUM_COLS] = {
 	"linking_user_id", "result", "payload", "created_at", "expires_at"
 };
 static const char *const context_state_columns[RS_STATE_NUM_COLS] = {
-	"key", "event_type", "next_seq", "start_seq", "start_at", "window_us",
+	"key", "event_type", "lane", "next_seq", "start_seq", "start_at", "window_us",
 	"last_at", "clock_at"
 };
 static const char *const context_event_columns[RS_EVENT_NUM_COLS] = {
-	"key", "event_type", "seq", "occurred_at"
+	"key", "event_type", "lane", "seq", "occurred_at"
 };
 
 static const ContextTable context_tables[RS_NUM_TABLES] = {
@@ -218,19 +218,32 @@ context_lock_tag(LOCKTAG *tag, uint16 lock_class, const char *key1,
 void
 regstack_xact_lock(uint16 lock_class, const char *key1, const char *key2)
 {
-	LOCKTAG		tag;
-
-	context_lock_tag(&tag, lock_class, key1, key2);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) regstack_lock_key(lock_class, key1, key2, ExclusiveLock, false, true);
 }
 
-/* Release, before the transaction ends, a lock regstack_xact_lock() took. */
-void
-regstack_xact_unlock(uint16 lock_class, const char *key1, const char *key2)
+/*
+ * Lock (lock_class, key1, key2) in mode: to the end of the transaction, or
+ * with session until regstack_unlock_key().  Without wait, returns false
+ * at once when the lock is not free.
+ */
+bool
+regstack_lock_key(uint16 lock_class, const char *key1, const char *key2,
+				  LOCKMODE mode, bool session, bool wait)
 {
 	LOCKTAG		tag;
 
 	context_lock_tag(&tag, lock_class, key1, key2);
-	if (!LockRelease(&tag, ExclusiveLock, false))
+	return LockAcquire(&tag, mode, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Release a lock regstack_lock_key() took (before the transaction ends). */
+void
+regstack_unlock_key(uint16 lock_class, const char *key1, const char *key2,
+					LOCKMODE mode, bool session)
+{
+	LOCKTAG		tag;
+
+	context_lock_tag(&tag, lock_class, key1, key2);
+	if (!LockRelease(&tag, mode, session))
 		elog(ERROR, "regstack lock of class %u was not held", lock_class);
 }

@@ -5,16 +5,23 @@
  *	  regstack.auth_rate_limit_events.
  *
  * rate_limit_check runs on every login attempt, so, as for the tokens
- * (token_store.c), its reads and writes skip SQL: the state row is found
- * through its primary key, updated or locked with table_tuple_update/_lock
- * (waiting for a concurrent writer, like UPDATE and SELECT ... FOR UPDATE),
- * and events are inserted with table_tuple_insert plus every index entry,
- * or probed through the events' primary key (key, event_type, seq).
+ * (token_store.c), its reads and writes skip SQL: a key's lane rows are
+ * read through the state's primary key (key, event_type, lane), updated or
+ * locked with table_tuple_update/_lock, and events are inserted with
+ * table_tuple_insert plus every index entry, or probed through the events'
+ * primary key (key, event_type, lane, seq).
+ *
+ * Reads use a dirty snapshot (SnapshotDirty): they see the rows running
+ * transactions have written, which the caller counts as in flight, and
+ * not those of aborted ones.  A lane row another transaction is updating
+ * shows two versions, the committed one and its successor; the lanes
+ * reader keeps the newest as the lane, notes the committed one, and says
+ * which transaction holds the lane (regstack_rate_lanes_read()).
  *
  * What a lost race means is the caller's business (rate_limits.c): these
  * functions return the TM_Result after regstack_check_conflict() has
- * raised 40001 where UPDATE would.  All reads use the store's statement
- * snapshot, renewed by regstack_rate_store_refresh().
+ * raised 40001 where UPDATE would.  The statement's MVCC snapshot, renewed
+ * by regstack_rate_store_refresh(), is the one REPEATABLE READ checks use.
  *
  * As in token_store.c, no permission is checked and no trigger or rule is
  * applied: callers are SQL functions an application reaches through
@@ -26,6 +33,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/multixact.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "executor/tuptable.h"
@@ -53,6 +61,7 @@ regstack_rate_store_open(RegstackRateStore *store, bool write)
 	store->events_index = index_open(RelationGetPrimaryKeyIndex(store->events_rel),
 									 lockmode);
 	store->snapshot = NULL;
+	InitDirtySnapshot(store->dirty);
 	memset(&store->state_indexes, 0, sizeof(store->state_indexes));
 	memset(&store->event_indexes, 0, sizeof(store->event_indexes));
 	store->state_slot = table_slot_create(store->state_rel, NULL);
@@ -95,33 +104,124 @@ rate_store_key_scankeys(Relation index, const RegstackRateKey *k,
 						   PointerGetDatum(k->event_type));
 }
 
-/* Probe the state's primary key for k under snapshot into store->state_slot. */
-static bool
-rate_store_find_state(RegstackRateStore *store, const RegstackRateKey *k,
-					  Snapshot snapshot)
+/* The transaction that holds a row lock of raw xmax xmax (infomask). */
+static void
+rate_store_locker(TransactionId xmax, uint16 infomask, bool *mine,
+				  TransactionId *busy_xid)
 {
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
-	bool		found;
+	if (!(infomask & HEAP_XMAX_IS_MULTI))
+	{
+		/* A key-share lock does not hold off our updates: not held. */
+		if (HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
+			return;
+		if (TransactionIdIsCurrentTransactionId(xmax))
+			*mine = true;
+		else if (TransactionIdIsInProgress(xmax))
+			*busy_xid = xmax;
+		return;
+	}
+	else
+	{
+		MultiXactMember *members;
+		int			nmembers = GetMultiXactIdMembers(xmax, &members, false, true);
 
-	rate_store_key_scankeys(store->state_index, k, keys);
-	scan = index_beginscan(store->state_rel, store->state_index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, store->state_slot);
-	index_endscan(scan);
-	return found;
+		for (int i = 0; i < nmembers; i++)
+		{
+			if (members[i].status == MultiXactStatusForKeyShare)
+				continue;
+			if (TransactionIdIsCurrentTransactionId(members[i].xid))
+				*mine = true;
+			else if (TransactionIdIsInProgress(members[i].xid))
+				*busy_xid = members[i].xid;
+		}
+		if (nmembers > 0)
+			pfree(members);
+	}
 }
 
-/* The state row of k visible to the statement snapshot, into *state. */
-bool
-regstack_rate_state_find(RegstackRateStore *store, const RegstackRateKey *k,
-						 RegstackRateState *state)
+/*
+ * Classify the lane row version in store->state_slot, which the dirty
+ * snapshot returned, into lanes[] (see regstack_rate_lanes_read()); returns
+ * its lane number.
+ */
+static int16
+rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 {
+	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) store->state_slot;
 	TupleTableSlot *slot = store->state_slot;
+	HeapTupleHeader header;
+	TransactionId xmin;
+	TransactionId xmax;
+	TransactionId updater = InvalidTransactionId;
+	uint16		infomask;
+	bool		moved;
+	bool		xmin_mine;
+	bool		xmin_running;
+	bool		superseded = false;
+	RegstackRateLane *lane;
+	RegstackRateState *state;
+	int16		lane_no;
 
-	if (!rate_store_find_state(store, k, store->snapshot))
-		return false;
+	/* The header's transaction fields, read under the buffer's lock. */
+	Assert(TTS_IS_BUFFERTUPLE(slot) && BufferIsValid(bslot->buffer));
+	LockBuffer(bslot->buffer, BUFFER_LOCK_SHARE);
+	header = bslot->base.tuple->t_data;
+	xmin = HeapTupleHeaderGetXmin(header);
+	infomask = header->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(header);
+	moved = !ItemPointerEquals(&header->t_ctid, &bslot->base.tuple->t_self);
+	if (!(infomask & HEAP_XMAX_INVALID) && !HEAP_XMAX_IS_LOCKED_ONLY(infomask))
+		updater = HeapTupleHeaderGetUpdateXid(header);
+	LockBuffer(bslot->buffer, BUFFER_LOCK_UNLOCK);
+
+	/* The dirty snapshot returns no version of an aborted inserter. */
+	xmin_mine = TransactionIdIsCurrentTransactionId(xmin);
+	xmin_running = !xmin_mine && TransactionIdIsInProgress(xmin);
+	if (TransactionIdIsValid(updater) && moved)
+		superseded = TransactionIdIsCurrentTransactionId(updater) ||
+			TransactionIdIsInProgress(updater) ||
+			TransactionIdDidCommit(updater);
+
 	slot_getallattrs(slot);
+	lane_no = DatumGetInt16(slot->tts_values[RS_STATE_LANE - 1]);
+	if (lane_no < 0 || lane_no >= REGSTACK_RATE_MAX_LANES)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("rate-limit state row has lane %d, outside 0..%d",
+						lane_no, REGSTACK_RATE_MAX_LANES - 1)));
+	lane = &lanes[lane_no];
+
+	/* A committed version: the lane's count without its holder's events. */
+	if (!xmin_mine && !xmin_running &&
+		(!superseded || !lane->has_committed))
+	{
+		lane->has_committed = true;
+		lane->committed_next =
+			DatumGetInt64(slot->tts_values[RS_STATE_NEXT_SEQ - 1]);
+		lane->committed_tid = slot->tts_tid;
+		lane->unseen = IsolationUsesXactSnapshot() &&
+			XidInMVCCSnapshot(xmin, store->snapshot);
+	}
+	if (superseded)
+		return lane_no;
+
+	/* The newest version: the lane, and who holds it. */
+	lane->exists = true;
+	lane->mine = xmin_mine;
+	lane->busy_xid = xmin_running ? xmin : InvalidTransactionId;
+	if (TransactionIdIsValid(updater))
+	{
+		/* Being deleted (an update has a successor). */
+		if (TransactionIdIsCurrentTransactionId(updater))
+			lane->mine = true;
+		else if (TransactionIdIsInProgress(updater))
+			lane->busy_xid = updater;
+	}
+	else if (!(infomask & HEAP_XMAX_INVALID))
+		rate_store_locker(xmax, infomask, &lane->mine, &lane->busy_xid);
+
+	state = &lane->state;
+	state->lane = lane_no;
 	state->next_seq = DatumGetInt64(slot->tts_values[RS_STATE_NEXT_SEQ - 1]);
 	state->start_seq = DatumGetInt64(slot->tts_values[RS_STATE_START_SEQ - 1]);
 	state->start_at = slot->tts_isnull[RS_STATE_START_AT - 1] ? 0 :
@@ -134,15 +234,67 @@ regstack_rate_state_find(RegstackRateStore *store, const RegstackRateKey *k,
 		DatumGetTimestampTz(slot->tts_values[RS_STATE_LAST_AT - 1]) : 0;
 	state->clock_at = DatumGetTimestampTz(slot->tts_values[RS_STATE_CLOCK_AT - 1]);
 	state->tid = slot->tts_tid;
-	return true;
+	return lane_no;
 }
 
-/* Whether any transaction has committed a state row for k by now. */
-bool
-regstack_rate_state_committed(RegstackRateStore *store,
-							  const RegstackRateKey *k)
+/* The lanes of k under the dirty snapshot; see regstack.h. */
+int
+regstack_rate_lanes_read(RegstackRateStore *store, const RegstackRateKey *k,
+						 RegstackRateLane *lanes)
 {
-	return rate_store_find_state(store, k, GetLatestSnapshot());
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int			nlanes = 0;
+
+	memset(lanes, 0, sizeof(RegstackRateLane) * REGSTACK_RATE_MAX_LANES);
+	rate_store_key_scankeys(store->state_index, k, keys);
+	scan = index_beginscan(store->state_rel, store->state_index,
+						   &store->dirty, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, store->state_slot))
+		nlanes = Max(nlanes, rate_store_classify(store, lanes) + 1);
+	index_endscan(scan);
+	ExecClearTuple(store->state_slot);
+	return nlanes;
+}
+
+/* Whether a lane the transaction snapshot sees has changed; see regstack.h. */
+TM_Result
+regstack_rate_lanes_changed(RegstackRateStore *store, const RegstackRateKey *k)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TM_Result	changed = TM_Ok;
+
+	rate_store_key_scankeys(store->state_index, k, keys);
+	scan = index_beginscan(store->state_rel, store->state_index,
+						   store->snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (changed == TM_Ok &&
+		   index_getnext_slot(scan, ForwardScanDirection, store->state_slot))
+	{
+		BufferHeapTupleTableSlot *bslot =
+			(BufferHeapTupleTableSlot *) store->state_slot;
+		HeapTupleHeader header;
+		TransactionId updater = InvalidTransactionId;
+		bool		moved;
+
+		LockBuffer(bslot->buffer, BUFFER_LOCK_SHARE);
+		header = bslot->base.tuple->t_data;
+		if (!(header->t_infomask & HEAP_XMAX_INVALID) &&
+			!HEAP_XMAX_IS_LOCKED_ONLY(header->t_infomask))
+			updater = HeapTupleHeaderGetUpdateXid(header);
+		moved = !ItemPointerEquals(&header->t_ctid, &bslot->base.tuple->t_self);
+		LockBuffer(bslot->buffer, BUFFER_LOCK_UNLOCK);
+		if (TransactionIdIsValid(updater) &&
+			!TransactionIdIsCurrentTransactionId(updater) &&
+			!TransactionIdIsInProgress(updater) &&
+			TransactionIdDidCommit(updater))
+			changed = moved ? TM_Updated : TM_Deleted;
+	}
+	index_endscan(scan);
+	ExecClearTuple(store->state_slot);
+	return changed;
 }
 
 /* Fill a virtual slot of the state table with k and *state. */
@@ -160,6 +312,7 @@ rate_store_state_slot(RegstackRateStore *store, const RegstackRateKey *k,
 		nulls[i] = true;
 	values[RS_STATE_KEY - 1] = PointerGetDatum(k->key);
 	values[RS_STATE_EVENT_TYPE - 1] = PointerGetDatum(k->event_type);
+	values[RS_STATE_LANE - 1] = Int16GetDatum(state->lane);
 	values[RS_STATE_NEXT_SEQ - 1] = Int64GetDatum(state->next_seq);
 	values[RS_STATE_START_SEQ - 1] = Int64GetDatum(state->start_seq);
 	values[RS_STATE_START_AT - 1] = TimestampTzGetDatum(state->start_at);
@@ -176,50 +329,13 @@ rate_store_state_slot(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
- * Whether the state row version regstack_rate_state_find() just found is
- * being changed (updated, deleted or locked) by another transaction that
- * is still running: a hint for queueing (rate_limits.c), read under the
- * buffer's share lock.  A multixact or a key-share lock counts as not
- * busy, so that such a row is waited for as UPDATE would, without queueing.
- */
-bool
-regstack_rate_state_busy(RegstackRateStore *store)
-{
-	BufferHeapTupleTableSlot *slot = (BufferHeapTupleTableSlot *) store->state_slot;
-	HeapTupleHeader header;
-	uint16		infomask;
-	TransactionId xmax;
-
-	Assert(TTS_IS_BUFFERTUPLE(store->state_slot) && BufferIsValid(slot->buffer));
-	LockBuffer(slot->buffer, BUFFER_LOCK_SHARE);
-	header = slot->base.tuple->t_data;
-	infomask = header->t_infomask;
-	xmax = HeapTupleHeaderGetRawXmax(header);
-	LockBuffer(slot->buffer, BUFFER_LOCK_UNLOCK);
-
-	if (infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED | HEAP_XMAX_IS_MULTI))
-		return false;
-	if (HEAP_XMAX_IS_LOCKED_ONLY(infomask) && HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
-		return false;
-	return !TransactionIdIsCurrentTransactionId(xmax) &&
-		TransactionIdIsInProgress(xmax);
-}
-
-/* Let go of the row version found (its buffer pin) before sleeping. */
-void
-regstack_rate_state_release(RegstackRateStore *store)
-{
-	ExecClearTuple(store->state_slot);
-}
-
-/*
  * Replace the row version at state->tid by *state, waiting for a concurrent
- * writer; TM_Ok, or TM_Updated/TM_Deleted in READ COMMITTED (40001 in
- * REPEATABLE READ and SERIALIZABLE).
+ * writer unless !wait (then TM_BeingModified); TM_Ok, or TM_Updated or
+ * TM_Deleted in READ COMMITTED (40001 in REPEATABLE READ and SERIALIZABLE).
  */
 TM_Result
 regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
-						   const RegstackRateState *state)
+						   const RegstackRateState *state, bool wait)
 {
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 	ItemPointerData tid = state->tid;
@@ -230,30 +346,31 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 
 	result = table_tuple_update(store->state_rel, &tid, slot,
 								GetCurrentCommandId(true), store->snapshot,
-								InvalidSnapshot, true, &tmfd, &lockmode,
+								InvalidSnapshot, wait, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
 		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
 									 slot, true);
 	ExecDropSingleTupleTableSlot(slot);
-	return result == TM_Ok ? result : regstack_check_conflict(result);
+	if (result == TM_Ok || result == TM_BeingModified)
+		return result;
+	return regstack_check_conflict(result);
 }
 
-/* Lock the row version at state->tid FOR UPDATE; results as for update. */
+/* Lock the row version at tid FOR UPDATE, waiting; results as for update. */
 TM_Result
-regstack_rate_state_lock(RegstackRateStore *store, const RegstackRateState *state)
+regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid)
 {
-	ItemPointerData tid = state->tid;
 	TM_FailureData tmfd;
 	TM_Result	result;
 
-	result = table_tuple_lock(store->state_rel, &tid, store->snapshot,
+	result = table_tuple_lock(store->state_rel, tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
 							  LockTupleExclusive, LockWaitBlock, 0, &tmfd);
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 
-/* Insert a new state row for k (the caller holds the key's creation lock). */
+/* Insert a new lane row for k (the caller holds the key's lanes lock). */
 void
 regstack_rate_state_insert(RegstackRateStore *store, const RegstackRateKey *k,
 						   const RegstackRateState *state)
@@ -267,27 +384,30 @@ regstack_rate_state_insert(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
- * The first event of k with seq >= from, or with backward the last event
- * of k (from is ignored): true and its seq and time, or false when there
- * is none.
+ * The first event of lane of k with seq >= from, or with backward the last
+ * event of the lane (from is ignored), under the dirty snapshot: true and
+ * its seq and time, or false when there is none.
  */
 bool
 regstack_rate_event_probe(RegstackRateStore *store, const RegstackRateKey *k,
-						  int64 from, bool backward,
+						  int16 lane, int64 from, bool backward,
 						  int64 *seq, TimestampTz *at)
 {
-	ScanKeyData keys[3];
-	int			nkeys = backward ? 2 : 3;
+	ScanKeyData keys[4];
+	int			nkeys = backward ? 3 : 4;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = store->event_slot;
 	bool		found;
 
 	rate_store_key_scankeys(store->events_index, k, keys);
-	ScanKeyEntryInitialize(&keys[2], 0, 3, BTGreaterEqualStrategyNumber,
+	ScanKeyEntryInitialize(&keys[2], 0, 3, BTEqualStrategyNumber,
+						   InvalidOid, InvalidOid, F_INT2EQ,
+						   Int16GetDatum(lane));
+	ScanKeyEntryInitialize(&keys[3], 0, 4, BTGreaterEqualStrategyNumber,
 						   InvalidOid, InvalidOid, F_INT8GE,
 						   Int64GetDatum(from));
 	scan = index_beginscan(store->events_rel, store->events_index,
-						   store->snapshot, nkeys, 0);
+						   &store->dirty, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	found = index_getnext_slot(scan,
 							   backward ? BackwardScanDirection : ForwardScanDirection,
@@ -303,10 +423,10 @@ regstack_rate_event_probe(RegstackRateStore *store, const RegstackRateKey *k,
 	return found;
 }
 
-/* Record event seq of k at time at, with its index entries. */
+/* Record event seq of lane of k at time at, with its index entries. */
 void
 regstack_rate_event_insert(RegstackRateStore *store, const RegstackRateKey *k,
-						   int64 seq, TimestampTz at)
+						   int16 lane, int64 seq, TimestampTz at)
 {
 	TupleDesc	desc = RelationGetDescr(store->events_rel);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
@@ -316,6 +436,7 @@ regstack_rate_event_insert(RegstackRateStore *store, const RegstackRateKey *k,
 		slot->tts_isnull[i] = (i >= RS_EVENT_NUM_COLS);
 	slot->tts_values[RS_EVENT_KEY - 1] = PointerGetDatum(k->key);
 	slot->tts_values[RS_EVENT_EVENT_TYPE - 1] = PointerGetDatum(k->event_type);
+	slot->tts_values[RS_EVENT_LANE - 1] = Int16GetDatum(lane);
 	slot->tts_values[RS_EVENT_SEQ - 1] = Int64GetDatum(seq);
 	slot->tts_values[RS_EVENT_OCCURRED_AT - 1] = TimestampTzGetDatum(at);
 	ExecStoreVirtualTuple(slot);

@@ -11,78 +11,76 @@
  * 30 days, as in interval comparison, so that "e + within" is exactly when
  * an event stops counting.
  *
- * Data.  regstack.auth_rate_limit_events holds one row per event, numbered
- * per (key, event_type) by seq = 0, 1, 2, ... in recording order, with
- * occurred_at never decreasing along seq.  regstack.auth_rate_limit_state
- * holds, per (key, event_type), next_seq and a pointer start_seq: the first
- * event inside a window of window_us ending at clock_at.  The events inside
- * the window are then exactly seq start_seq .. next_seq - 1, so the count is
- * next_seq - start_seq: no rows are counted.  Moving the pointer forward
- * skips the events that left the window since the last call, by galloping
- * then binary search over seq (one index probe each), so a check costs
- * O(log k) probes for k events that left, and nothing while none did.  A
- * call with another window searches from the old pointer in whichever
- * direction the new window needs.
+ * Data: lanes.  A key's events are kept in one or more lanes.  A lane is a
+ * row of regstack.auth_rate_limit_state (key, event_type, lane) with its
+ * own numbered event log in regstack.auth_rate_limit_events and a pointer
+ * to the first event inside the window, so that a lane's count is
+ * next_seq - start_seq and no rows are counted (rate_limit_window.c).  A
+ * lane is written by one transaction at a time: a recording call updates
+ * its row and inserts the event, and holds the row until it commits.  A
+ * key starts with lane 0 and gets another lane only when a call finds
+ * every lane held by other running transactions (up to
+ * regstack.rate_limit_lanes), so that calls on a hot key need not wait for
+ * each other's commits: their WAL flushes overlap.  If a transaction rolls
+ * back, its lane row and events go with it, and each lane's log stays
+ * numbered without gaps.
  *
- * Deciding (rate_limits_apply).  A call reads the state row with a fresh
- * snapshot, moves the pointer in memory, decides, and then writes back the
- * row version it read: an update when it records an event or moved the
- * pointer, else a row lock (FOR UPDATE).  The write succeeds only if no
- * one changed the row in between (it waits for a transaction that is
- * changing it), so every decision is made on the newest state; when
- * someone did, READ COMMITTED tries again with a new snapshot, REPEATABLE
- * READ and SERIALIZABLE raise a serialization failure (40001) instead of
- * giving a wrong count.  In the steady state a recording call is one index
- * probe, one heap update (HOT: the key does not change) and one event
- * insert, through rate_limit_store.c without SQL.
+ * Deciding (rate_limits_decide).  A call takes the key's decision lock
+ * (class REGSTACK_LOCK_CLASS_RATE_DECIDE: a session-level advisory lock it
+ * releases as soon as it has decided and written, never held across a
+ * commit), reads every lane with a dirty snapshot, and counts the events
+ * inside the window: committed ones (and its own transaction's) and, apart,
+ * those of running transactions (in flight), which the dirty snapshot
+ * sees.  Under the decision lock every earlier decision on the key is
+ * visible, committed or in flight, so:
+ *   - committed >= max_events: denied; nothing written, nothing held;
+ *   - committed + in flight < max_events: allowed, whatever the running
+ *     transactions then do;
+ *   - in between: the call depends on whether they commit, so it waits for
+ *     one of them (outside the decision lock) and decides again.
+ * Each decision is therefore the one a serial order would give, as when a
+ * single row serialized the calls, but only a call near the limit waits.
+ * An allowed call writes to a lane its transaction already holds, else a
+ * free one, else a new one (taking the key's lanes lock in share mode,
+ * class REGSTACK_LOCK_CLASS_RATE_KEY, to the end of the transaction); when
+ * every lane is held and no more may be added, it waits for the holder of
+ * one.  Nothing waits while holding the decision lock: the lane update
+ * does not wait (a lane grabbed meanwhile by a reset or a purge is locked,
+ * waiting, outside the decision lock, and the call decides again).
  *
- * Locking.  The state row is the lock: a call that records or moves the
- * pointer updates it, and checks with record => false lock it, so that
- * check, verify and record in one transaction are atomic; either holds it
- * to the end of the transaction.  Calls on one (key, event_type) are
- * therefore serialized, and each sees the events of those before it, which
- * committed before its snapshot.  A key's first call inserts the row under
- * a transaction-scoped advisory lock on the key (class
- * REGSTACK_LOCK_CLASS_RATE_KEY in pg_locks), looking for the row again once
- * it holds that lock, so two first calls never both make it; a check with
- * record => false on such a key takes the same lock and makes no row.  A
- * call about to write a state row that another running transaction is
- * changing first takes the key's queue lock (class
- * REGSTACK_LOCK_CLASS_RATE_QUEUE), looks again, and only then waits for
- * the row.  It keeps the queue lock, like the row, until it commits, or
- * releases it when it returns holding nothing (a recording call denied;
- * a denied check with record => false still locks the row, so it keeps
- * the queue lock too).  So the waiters of
- * a hot key line up in the lock manager, and each commit wakes the one at
- * the head, instead of every waiter waking to race for the new row
- * version.  (A caller that finds the row free goes ahead of the queue; the
- * order is arrival order among those that had to wait.)  All locks are
- * transaction-scoped: nothing survives the transaction, so this works
- * behind PgBouncer in transaction mode.
+ * Checks with record => false lock the key, so that check, verify and
+ * record in one transaction are atomic: they take the key's lanes lock in
+ * exclusive mode (no lane can be added) and lock every lane row FOR
+ * UPDATE, waiting for their holders, to the end of the transaction; then
+ * every event counted is committed or their own.
  *
- * Denials take no lock.  If the committed events already fill the window,
- * a recording call is denied without writing anything (no transaction id,
- * no WAL, no waiting).  Denying from committed data is safe: a concurrent
- * call can only add events before it commits, and a concurrent reset that
- * has not committed is ordered after us.
+ * Isolation.  In REPEATABLE READ and SERIALIZABLE, a call on a key whose
+ * lanes a committed transaction changed after the transaction's snapshot
+ * (updated, made or deleted one) raises a serialization failure (40001)
+ * instead of deciding on counts the snapshot does not show.  Lanes that
+ * running transactions hold are counted as in flight, as in READ
+ * COMMITTED.
+ *
+ * All locks are transaction-scoped or released before the call returns:
+ * nothing survives the transaction, so this works behind PgBouncer in
+ * transaction mode.
  *
  * Time.  A call reads the system clock (GetCurrentTimestamp, not
- * transaction time) and judges the window at now = max(clock, clock_at):
- * the per-key clock never goes back, so occurred_at is monotonic along seq
- * even if the system clock steps back, and no call judges the window at a
- * time earlier than a pointer was computed for.  The clock is read after
- * the state row and before the write, which may wait for the row, so an
- * event is stamped between the call's start and its decision.  The guarantee is stated on the stamps:
- * in the event log, no window of length within ever holds more than
- * max_events events of a key (each allowed call counted the events stamped
- * within its own stamp's window).  retry_after counts from the system
- * clock.
+ * transaction time) under the decision lock and judges the window at
+ * now = max(clock, the lanes' clock_at): the key's clock never goes back,
+ * so occurred_at is monotonic along each lane's seq, and in decision order
+ * over the key, even if the system clock steps back.  The guarantee is
+ * stated on the stamps: in the event log, no window of length within ever
+ * holds more than max_events events of a key (each allowed call counted
+ * the events stamped within its own stamp's window).  retry_after counts
+ * from the system clock.
  *
  * Purge deletes events older than their policy's window (or than
- * regstack.event_retention without a policy) plus a margin, and state rows
- * whose newest event is that old.  A state row recreated later starts after
- * any leftover events (next_seq = max(seq) + 1), with its pointer unknown,
- * so the first call searches for the window.
+ * regstack.event_retention without a policy) plus a margin, and lane rows
+ * whose newest event is that old.  A lane row made again later starts
+ * after any leftover events of its lane (next_seq = max(seq) + 1), with its
+ * pointer unknown, so the first call searches for the window; while lane 0
+ * has no row, its leftover events are counted all the same.
  *
  * rate_limit_reset and the purge run their SQL inside regstack_begin_call().
  *
@@ -90,9 +88,12 @@
  */
 #include "regstack.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -114,11 +115,12 @@ PG_FUNCTION_INFO_V1(regstack_rate_limit_reset);
 
 /* Filled in by regstack_rate_limits_define_settings(). */
 static int	rate_limits_event_retention = SECS_PER_DAY;
+static int	rate_limits_max_lanes = 16;
 
 #define RATE_LIMITS_KEY_QUAL \
 	" key OPERATOR(pg_catalog.=) $1 AND event_type OPERATOR(pg_catalog.=) $2"
 
-/* Define regstack.event_retention. */
+/* Define regstack.event_retention and regstack.rate_limit_lanes. */
 void
 regstack_rate_limits_define_settings(void)
 {
@@ -130,6 +132,15 @@ regstack_rate_limits_define_settings(void)
 							&rate_limits_event_retention,
 							SECS_PER_DAY, 1, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("regstack.rate_limit_lanes",
+							"How many lanes one rate-limit key may have.",
+							"A key gets another lane when a recording call finds every lane "
+							"held by other running transactions; with 1, calls on one key "
+							"wait for each other's commits.",
+							&rate_limits_max_lanes,
+							16, 1, REGSTACK_RATE_MAX_LANES,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 }
 
@@ -161,166 +172,9 @@ regstack_rate_limit_window_us(const Interval *within, const char *name)
 	return result;
 }
 
-/* ---- the event log ---- */
+/* ---- deciding a call ---- */
 
-/*
- * The first event inside the window (occurred_at > cutoff) among seq <
- * next_seq: its seq in *first (next_seq when there is none) and time in
- * *first_at.
- *
- * P(x) = "the first event with seq >= x is inside the window, or there is
- * none" is monotonic in x because occurred_at never decreases along seq;
- * we look for the smallest x with P(x), keeping f < x <= t with P(f) false
- * (f = -1: below every seq) and P(t) true.  Starting at hint (the old
- * pointer), we gallop towards the answer, then bisect: O(log k) probes for
- * a pointer that moves by k.  hint_out says P(hint) is known to be false.
- */
-static void
-rate_limits_find_window(RegstackRateStore *store, const RegstackRateKey *k,
-						int64 next_seq, int64 hint,
-						bool hint_out, TimestampTz cutoff,
-						int64 *first, TimestampTz *first_at)
-{
-	int64		f = -1;
-	int64		t = next_seq;
-	int64		t_seq = next_seq;
-	TimestampTz t_at = 0;
-	int64		seq = 0;
-	TimestampTz at = 0;
-	bool		found;
-	bool		forward;
-
-/* P(x), probing; on true, remember x as the new t. */
-#define RATE_LIMITS_P(x) \
-	((found = regstack_rate_event_probe(store, k, (x), false, &seq, &at)), \
-	 (!found || at > cutoff) ? \
-	 (t = (x), t_seq = found ? seq : next_seq, t_at = at, true) : false)
-
-	hint = Max(hint, 0);
-	if (hint >= next_seq)
-		forward = false;		/* P(next_seq) holds: look below it */
-	else if (hint_out)
-	{
-		f = hint;
-		forward = true;
-	}
-	else if (RATE_LIMITS_P(hint))
-		forward = false;
-	else
-	{
-		f = seq;				/* every event up to seq is out */
-		forward = true;
-	}
-
-	if (forward)
-	{
-		/* Gallop up from f until P holds. */
-		for (int64 step = 1; f + step < t; step *= 2)
-		{
-			if (RATE_LIMITS_P(f + step))
-				break;
-			f = seq;
-		}
-	}
-	else
-	{
-		/* Gallop down from t until P fails (or seq 0 is reached). */
-		for (int64 step = 1; t > 0 && f < 0; step *= 2)
-		{
-			int64		x = Max(t - step, 0);
-
-			if (!RATE_LIMITS_P(x))
-				f = seq;
-		}
-	}
-
-	/* Bisect (f, t]. */
-	while (t - f > 1)
-	{
-		int64		m = f + (t - f) / 2;
-
-		if (!RATE_LIMITS_P(m))
-			f = seq;
-	}
-#undef RATE_LIMITS_P
-
-	*first = t_seq;
-	*first_at = t_at;
-}
-
-/*
- * Move the pointer of *state to the first event inside a window of
- * window_us ending at now.  Returns true when the pointer changed.
- */
-static bool
-rate_limits_advance(RegstackRateStore *store, const RegstackRateKey *k,
-					RegstackRateState *state, int64 window_us,
-					TimestampTz now_ts)
-{
-	TimestampTz cutoff = now_ts - window_us;
-	bool		same_window = state->window_known && state->window_us == window_us;
-	int64		first;
-	TimestampTz first_at;
-
-	/* A pointer for this window: events before it stay out. */
-	if (same_window &&
-		(state->start_seq >= state->next_seq || state->start_at > cutoff))
-		return false;
-	rate_limits_find_window(store, k, state->next_seq, state->start_seq,
-							same_window, cutoff, &first, &first_at);
-	if (same_window && first == state->start_seq)
-		return false;
-	state->start_seq = first;
-	state->start_at = first_at;
-	state->window_known = true;
-	state->window_us = window_us;
-	state->clock_at = now_ts;
-	return true;
-}
-
-/* Append one event to *state at time now (in memory); returns its seq. */
-static int64
-rate_limits_append(RegstackRateState *state, TimestampTz now_ts)
-{
-	if (state->start_seq >= state->next_seq)
-	{
-		state->start_seq = state->next_seq;
-		state->start_at = now_ts;
-	}
-	state->has_last = true;
-	state->last_at = now_ts;
-	state->clock_at = now_ts;
-	return state->next_seq++;
-}
-
-/*
- * A state for k, which has no state row: after any events left over from a
- * purged or unrestored state row, with its pointer unknown.  Returns false
- * (and a state with no events) when there are none.
- */
-static bool
-rate_limits_new_state(RegstackRateStore *store, const RegstackRateKey *k,
-					  TimestampTz clock, RegstackRateState *state)
-{
-	int64		last_seq;
-	TimestampTz last_at;
-
-	memset(state, 0, sizeof(*state));
-	state->clock_at = clock;
-	ItemPointerSetInvalid(&state->tid);
-	if (!regstack_rate_event_probe(store, k, 0, true, &last_seq, &last_at))
-		return false;
-	if (!regstack_rate_event_probe(store, k, 0, false, &state->start_seq,
-								   &state->start_at))
-		elog(ERROR, "rate-limit events vanished during a scan");
-	state->next_seq = last_seq + 1;
-	state->has_last = true;
-	state->last_at = last_at;
-	state->clock_at = Max(last_at, clock);
-	return true;
-}
-
-/* What rate_limits_apply() is asked to do. */
+/* What a call is asked to do. */
 typedef enum RateLimitMode
 {
 	RATE_LIMITS_CHECK_RECORD,	/* rate_limit_check(record => true) */
@@ -337,6 +191,33 @@ typedef struct RateLimitOutcome
 	TimestampTz reset_at;
 } RateLimitOutcome;
 
+/* A key's lanes, and what a call counts in each. */
+typedef struct RateLimitView
+{
+	int			nlanes;			/* lanes[0 .. nlanes - 1] were read */
+	RegstackRateLane lanes[REGSTACK_RATE_MAX_LANES];
+	bool		lane0_leftover; /* lane 0 has no row but events, which
+								 * lanes[0].state describes */
+	int64		committed[REGSTACK_RATE_MAX_LANES]; /* inside the window:
+													 * committed or ours */
+	int64		inflight[REGSTACK_RATE_MAX_LANES];	/* ... of running
+													 * transactions */
+	int64		total_committed;
+	int64		total_inflight;
+	TimestampTz clock;			/* the system clock */
+	TimestampTz now_ts;			/* the key's clock: never goes back */
+} RateLimitView;
+
+/* How one attempt under the decision lock ended. */
+typedef enum RateLimitStep
+{
+	RATE_LIMITS_DONE,			/* decided, and written if allowed */
+	RATE_LIMITS_WAIT_XID,		/* wait for transaction wait_xid, again */
+	RATE_LIMITS_WAIT_KEY,		/* wait for the key's lanes lock, again */
+	RATE_LIMITS_WAIT_ROW,		/* lock the lane row at wait_tid, again */
+	RATE_LIMITS_AGAIN			/* the lane row changed meanwhile: again */
+} RateLimitStep;
+
 /* Whole seconds from now until until, rounded up, as an interval. */
 static Interval *
 rate_limits_seconds_until(TimestampTz until, TimestampTz now_ts)
@@ -350,186 +231,371 @@ rate_limits_seconds_until(TimestampTz until, TimestampTz now_ts)
 	return result;
 }
 
-/*
- * retry_after of a denied call: it is allowed again once the count drops
- * below max_events, i.e. when event next_seq - max_events leaves the
- * window.  Measured from the system clock (not the per-key clock, which may
- * be ahead of it), so that waiting it out always succeeds.
- */
-static Interval *
-rate_limits_retry_after(RegstackRateStore *store, const RegstackRateKey *k,
-						const RegstackRateState *state, int32 max_events,
-						int64 window_us, TimestampTz clock)
+/* Whether lanes[i] holds events the view counts (a row, or lane 0's leftovers). */
+static inline bool
+rate_limits_lane_counts(const RateLimitView *view, int i)
 {
-	int64		target = state->next_seq - max_events;
-	int64		seq = state->start_seq;
-	TimestampTz at = state->start_at;
-
-	if (target > state->start_seq &&
-		!regstack_rate_event_probe(store, k, target, false, &seq, &at))
-		at = state->last_at;
-	return rate_limits_seconds_until(at + window_us, clock);
-}
-
-/* Take the transaction-scoped lock of class lock_class on k. */
-static void
-rate_limits_lock_key(uint16 lock_class, const RegstackRateKey *k)
-{
-	regstack_xact_lock(lock_class, text_to_cstring(k->key),
-					   text_to_cstring(k->event_type));
-}
-
-/* Release the lock of class lock_class on k before the transaction ends. */
-static void
-rate_limits_unlock_key(uint16 lock_class, const RegstackRateKey *k)
-{
-	regstack_xact_unlock(lock_class, text_to_cstring(k->key),
-						 text_to_cstring(k->event_type));
+	return view->lanes[i].exists || (i == 0 && view->lane0_leftover);
 }
 
 /*
- * Decide a call on k and write what it changes; see the file header.
- *
- * Each attempt reads the state row with a fresh snapshot, decides, and
- * then writes the row version it read (update, or lock when nothing
- * changes): that succeeds only if no one changed the row since, so the
- * decision was made on the newest state.  If someone did (READ COMMITTED),
- * the attempt is repeated; in REPEATABLE READ and SERIALIZABLE that is a
- * serialization failure.  A recording check that the committed state
- * already denies writes nothing and locks nothing.  A key without a state
- * row gets one under a transaction-scoped lock on the key, taken before
- * looking again, so that two first calls cannot both make it.  A call
- * that finds the row busy queues on the key's queue lock before waiting
- * for the row; it leaves the queue when it commits, or at once if it
- * returns holding nothing.
+ * Read k's lanes into *view with a new statement snapshot and the clock,
+ * and, with count, each lane's events inside a window of window_us ending
+ * at the key's clock, split into committed (or ours) and in flight.
  */
 static void
-rate_limits_apply(const RegstackRateKey *k, RateLimitMode mode,
-				  int32 max_events, int64 window_us, RateLimitOutcome *out)
+rate_limits_read(RegstackRateStore *store, const RegstackRateKey *k,
+				 RateLimitView *view, bool count, int64 window_us)
 {
-	RegstackRateStore store;
-	bool		key_locked = false;
-	bool		queued = false;
-	bool		holds_row = false;
-	RegstackRateState state;
-	TimestampTz clock;
-	TimestampTz now_ts;
-	int64		count;
-	bool		allowed;
+	TimestampTz key_clock = 0;
 
-	regstack_rate_store_open(&store, true);
-	for (;;)
+	regstack_rate_store_refresh(store);
+	view->nlanes = regstack_rate_lanes_read(store, k, view->lanes);
+	if (IsolationUsesXactSnapshot())
 	{
-		bool		found;
-		bool		moved;
-		bool		appended = false;
-		int64		event_seq = 0;
-		TM_Result	result;
+		TM_Result	changed = regstack_rate_lanes_changed(store, k);
 
-		regstack_rate_store_refresh(&store);
-		found = regstack_rate_state_find(&store, k, &state);
-		clock = GetCurrentTimestamp();
-		if (!found)
-		{
-			/*
-			 * No state row: take the key's lock, then look again, so that
-			 * no one else can make the row meanwhile (and, for a check that
-			 * records nothing, so that check, verify and record in one
-			 * transaction stay atomic).
-			 */
-			if (!key_locked)
-			{
-				rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, k);
-				key_locked = true;
-				continue;
-			}
-			if (IsolationUsesXactSnapshot() &&
-				regstack_rate_state_committed(&store, k))
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent update")));
+		for (int i = 0; i < view->nlanes; i++)
+			if (view->lanes[i].unseen)
+				changed = TM_Updated;
+		if (changed != TM_Ok)
+			(void) regstack_check_conflict(changed);
+	}
+	view->clock = GetCurrentTimestamp();
 
-			/*
-			 * A check that records nothing on a key without events is
-			 * allowed and makes no state row; the key's lock is its hold.
-			 */
-			if (!rate_limits_new_state(&store, k, clock, &state) &&
-				mode == RATE_LIMITS_CHECK_ONLY)
-			{
-				count = 0;
-				allowed = true;
-				now_ts = clock;
-				break;
-			}
-		}
-
-		/* The per-key clock never goes back. */
-		now_ts = Max(clock, state.clock_at);
-		moved = mode != RATE_LIMITS_RECORD &&
-			rate_limits_advance(&store, k, &state, window_us, now_ts);
-		count = state.next_seq - state.start_seq;
-		allowed = mode == RATE_LIMITS_RECORD || count < max_events;
-
-		/* Denied from committed data: write nothing, hold nothing. */
-		if (!allowed && mode == RATE_LIMITS_CHECK_RECORD)
-			break;
-		if (allowed && mode != RATE_LIMITS_CHECK_ONLY)
-		{
-			event_seq = rate_limits_append(&state, now_ts);
-			appended = true;
-			count++;
-		}
-
-		/*
-		 * Another transaction is changing the row: queue behind the other
-		 * callers that wait for it, then look again (it may be free by
-		 * then) and wait for the row itself.
-		 */
-		if (found && !queued && regstack_rate_state_busy(&store))
-		{
-			/* Do not pin the row's page while asleep: it blocks pruning. */
-			regstack_rate_state_release(&store);
-			rate_limits_lock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
-			queued = true;
-			continue;
-		}
-
-		if (!found)
-		{
-			regstack_rate_state_insert(&store, k, &state);
-			result = TM_Ok;
-		}
-		else if (appended || moved)
-			result = regstack_rate_state_update(&store, k, &state);
-		else
-			result = regstack_rate_state_lock(&store, &state);
-		if (result == TM_Ok)
-		{
-			if (appended)
-				regstack_rate_event_insert(&store, k, event_seq, now_ts);
-			holds_row = true;
-			break;
-		}
-		/* READ COMMITTED, changed or deleted since we read it: again. */
+	/* Lane 0 without a row: events left over from a purged one count. */
+	view->lane0_leftover = false;
+	if (!view->lanes[0].exists &&
+		regstack_rate_window_new_lane(store, k, 0, view->clock,
+									  &view->lanes[0].state))
+	{
+		view->lane0_leftover = true;
+		view->lanes[0].has_committed = true;
+		view->lanes[0].committed_next = view->lanes[0].state.next_seq;
+		view->nlanes = Max(view->nlanes, 1);
 	}
 
-	/*
-	 * A caller that now holds the row stays at the head of the queue until
-	 * it commits: the next one would only wait for that row anyway, and
-	 * waking it then costs one wake-up per commit.  One that holds nothing
-	 * (a denied recording call) leaves the queue at once, so that it never
-	 * holds up others while it goes on with its transaction.
-	 */
-	if (queued && !holds_row)
-		rate_limits_unlock_key(REGSTACK_LOCK_CLASS_RATE_QUEUE, k);
+	for (int i = 0; i < view->nlanes; i++)
+		if (rate_limits_lane_counts(view, i))
+			key_clock = Max(key_clock, view->lanes[i].state.clock_at);
+	view->now_ts = Max(view->clock, key_clock);
 
-	out->allowed = allowed;
-	out->remaining = allowed ? (int32) (max_events - count) : 0;
-	out->retry_after = allowed ? rate_limits_seconds_until(0, 0) :
-		rate_limits_retry_after(&store, k, &state, max_events, window_us, clock);
-	out->reset_at = count > 0 && state.has_last ?
-		state.last_at + window_us : now_ts;
+	view->total_committed = 0;
+	view->total_inflight = 0;
+	for (int i = 0; i < view->nlanes; i++)
+	{
+		RegstackRateLane *lane = &view->lanes[i];
+		RegstackRateState *state = &lane->state;
+		int64		total;
+		int64		committed;
+
+		view->committed[i] = 0;
+		view->inflight[i] = 0;
+		if (!count || !rate_limits_lane_counts(view, i))
+			continue;
+		(void) regstack_rate_window_advance(store, k, state, window_us,
+											view->now_ts);
+		total = state->next_seq - state->start_seq;
+		if (lane->mine || !TransactionIdIsValid(lane->busy_xid))
+			committed = total;
+		else if (lane->has_committed)
+			committed = Max(Min(total, lane->committed_next - state->start_seq), 0);
+		else
+			committed = 0;
+		view->committed[i] = committed;
+		view->inflight[i] = total - committed;
+		view->total_committed += committed;
+		view->total_inflight += total - committed;
+	}
+}
+
+/*
+ * The lane an allowed call writes to: one this transaction holds, else a
+ * free one, else (*create) a new one while fewer than
+ * regstack.rate_limit_lanes exist; -1 when every lane is held.
+ */
+static int
+rate_limits_target(const RateLimitView *view, bool *create)
+{
+	int			free_lane = -1;
+	int			missing = -1;
+
+	*create = false;
+	for (int i = 0; i < view->nlanes; i++)
+	{
+		const RegstackRateLane *lane = &view->lanes[i];
+
+		if (!lane->exists)
+		{
+			if (missing < 0)
+				missing = i;
+		}
+		else if (lane->mine)
+			return i;
+		else if (free_lane < 0 && !TransactionIdIsValid(lane->busy_xid))
+			free_lane = i;
+	}
+	if (free_lane >= 0)
+		return free_lane;
+	if (missing < 0)
+		missing = view->nlanes;
+	if (missing >= rate_limits_max_lanes)
+		return -1;
+	*create = true;
+	return missing;
+}
+
+/* When a call on the counted events is allowed again, and the window empties. */
+static void
+rate_limits_deny(RegstackRateStore *store, const RegstackRateKey *k,
+				 const RateLimitView *view, int32 max_events,
+				 int64 window_us, RateLimitOutcome *out)
+{
+	int64		rank = view->total_committed - max_events;
+	int64		lo[REGSTACK_RATE_MAX_LANES];
+	int64		hi[REGSTACK_RATE_MAX_LANES];
+	TimestampTz oldest = 0;
+	TimestampTz newest = 0;
+	bool		first = true;
+
+	/*
+	 * It is allowed again once the count drops below max_events, i.e. when
+	 * the rank-th oldest committed event leaves the window.
+	 */
+	for (int i = 0; i < view->nlanes; i++)
+	{
+		const RegstackRateState *state = &view->lanes[i].state;
+
+		lo[i] = state->start_seq;
+		hi[i] = state->start_seq + view->committed[i];
+		if (view->committed[i] > 0 && (first || state->start_at < oldest))
+		{
+			oldest = state->start_at;
+			first = false;
+		}
+		if (view->committed[i] + view->inflight[i] > 0)
+			newest = Max(newest, state->last_at);
+	}
+	if (rank > 0)
+		oldest = regstack_rate_window_select(store, k, view->nlanes, lo, hi,
+											 rank);
+	out->allowed = false;
+	out->remaining = 0;
+	/* From the system clock, so that waiting it out always succeeds. */
+	out->retry_after = rate_limits_seconds_until(oldest + window_us,
+												 view->clock);
+	out->reset_at = newest + window_us;
+}
+
+/*
+ * One attempt at a recording call, under k's decision lock: read, decide,
+ * and write when allowed (see the file header).  Returns DONE with *out
+ * filled in, or what to wait for before the next attempt.
+ */
+static RateLimitStep
+rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
+					const char *key, const char *type, RateLimitMode mode,
+					int32 max_events, int64 window_us, RateLimitView *view,
+					RateLimitOutcome *out, TransactionId *wait_xid,
+					ItemPointer wait_tid)
+{
+	bool		create;
+	int			target;
+	RegstackRateState *state;
+	int64		seq;
+
+	rate_limits_read(store, k, view, mode != RATE_LIMITS_RECORD, window_us);
+	if (mode == RATE_LIMITS_CHECK_RECORD)
+	{
+		/* Denied from committed data: write nothing, hold nothing. */
+		if (view->total_committed >= max_events)
+		{
+			rate_limits_deny(store, k, view, max_events, window_us, out);
+			return RATE_LIMITS_DONE;
+		}
+		/* Depends on whether running transactions commit: wait for one. */
+		if (view->total_committed + view->total_inflight >= max_events)
+		{
+			for (int i = 0; i < view->nlanes; i++)
+				if (view->inflight[i] > 0)
+				{
+					*wait_xid = view->lanes[i].busy_xid;
+					break;
+				}
+			return RATE_LIMITS_WAIT_XID;
+		}
+	}
+
+	target = rate_limits_target(view, &create);
+	if (target < 0)
+	{
+		/* Every lane is held, and no more may be added: wait for one. */
+		*wait_xid = view->lanes[MyProcPid % view->nlanes].busy_xid;
+		return RATE_LIMITS_WAIT_XID;
+	}
+	state = &view->lanes[target].state;
+	if (create)
+	{
+		if (!regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, key, type,
+							   ShareLock, false, false))
+			return RATE_LIMITS_WAIT_KEY;
+		if (!(target == 0 && view->lane0_leftover))
+			(void) regstack_rate_window_new_lane(store, k, target,
+												 view->now_ts, state);
+	}
+
+	seq = regstack_rate_window_append(state, view->now_ts);
+	if (create)
+		regstack_rate_state_insert(store, k, state);
+	else
+	{
+		/*
+		 * A free lane is updated without waiting; ours may be (we may have
+		 * locked it: only the update itself sees that the locker is us).
+		 */
+		TM_Result	result = regstack_rate_state_update(store, k, state,
+														view->lanes[target].mine);
+
+		if (result == TM_BeingModified)
+		{
+			/* A reset or purge took the free lane meanwhile. */
+			*wait_tid = state->tid;
+			return RATE_LIMITS_WAIT_ROW;
+		}
+		if (result != TM_Ok)
+			return RATE_LIMITS_AGAIN;
+	}
+	regstack_rate_event_insert(store, k, target, seq, view->now_ts);
+
+	out->allowed = true;
+	out->remaining = mode == RATE_LIMITS_RECORD ? 0 :
+		(int32) (max_events -
+				 (view->total_committed + view->total_inflight + 1));
+	out->retry_after = rate_limits_seconds_until(0, 0);
+	/* Our event is the key's newest. */
+	out->reset_at = view->now_ts + window_us;
+	return RATE_LIMITS_DONE;
+}
+
+/*
+ * rate_limits_attempt() under k's decision lock, which is released however
+ * the attempt ends.
+ */
+static RateLimitStep
+rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
+						   const char *key, const char *type,
+						   RateLimitMode mode, int32 max_events,
+						   int64 window_us, RateLimitView *view,
+						   RateLimitOutcome *out, TransactionId *wait_xid,
+						   ItemPointer wait_tid)
+{
+	volatile RateLimitStep step = RATE_LIMITS_AGAIN;
+
+	regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_DECIDE, key, type,
+					  ExclusiveLock, true, true);
+	PG_TRY();
+	{
+		step = rate_limits_attempt(store, k, key, type, mode, max_events,
+								   window_us, view, out, wait_xid, wait_tid);
+	}
+	PG_FINALLY();
+	{
+		regstack_unlock_key(REGSTACK_LOCK_CLASS_RATE_DECIDE, key, type,
+							ExclusiveLock, true);
+	}
+	PG_END_TRY();
+	return step;
+}
+
+/*
+ * A recording call (rate_limit_check with record => true, or
+ * rate_limit_record) on k: attempts under the key's decision lock, with
+ * the waits they ask for in between.
+ */
+static void
+rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
+				   int32 max_events, int64 window_us, RateLimitOutcome *out)
+{
+	RegstackRateStore store;
+	RateLimitView *view = palloc(sizeof(RateLimitView));
+	char	   *key = text_to_cstring(k->key);
+	char	   *type = text_to_cstring(k->event_type);
+	RateLimitStep step;
+
+	regstack_rate_store_open(&store, true);
+	do
+	{
+		TransactionId wait_xid = InvalidTransactionId;
+		ItemPointerData wait_tid;
+
+		step = rate_limits_attempt_locked(&store, k, key, type, mode,
+										  max_events, window_us, view, out,
+										  &wait_xid, &wait_tid);
+		if (step == RATE_LIMITS_WAIT_XID && TransactionIdIsValid(wait_xid))
+			XactLockTableWait(wait_xid, NULL, NULL, XLTW_None);
+		else if (step == RATE_LIMITS_WAIT_KEY)
+			(void) regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, key, type,
+									 ShareLock, false, true);
+		else if (step == RATE_LIMITS_WAIT_ROW)
+			(void) regstack_rate_state_lock(&store, &wait_tid);
+		CHECK_FOR_INTERRUPTS();
+	} while (step != RATE_LIMITS_DONE);
 	regstack_rate_store_close(&store);
+	pfree(view);
+}
+
+/*
+ * A check with record => false on k: hold the key (its lanes lock in
+ * exclusive mode, then every lane row) to the end of the transaction, and
+ * count what is then all committed or ours.
+ */
+static void
+rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
+					   int64 window_us, RateLimitOutcome *out)
+{
+	RegstackRateStore store;
+	RateLimitView *view = palloc(sizeof(RateLimitView));
+
+	regstack_rate_store_open(&store, true);
+	regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, text_to_cstring(k->key),
+					   text_to_cstring(k->event_type));
+	for (;;)
+	{
+		int			held = -1;
+
+		rate_limits_read(&store, k, view, true, window_us);
+		for (int i = 0; i < view->nlanes && held < 0; i++)
+			if (view->lanes[i].exists && !view->lanes[i].mine)
+				held = i;
+		if (held < 0)
+			break;
+		/* Lock the committed version, waiting for whoever changes it. */
+		if (view->lanes[held].has_committed)
+			(void) regstack_rate_state_lock(&store,
+											&view->lanes[held].committed_tid);
+		else if (TransactionIdIsValid(view->lanes[held].busy_xid))
+			XactLockTableWait(view->lanes[held].busy_xid, NULL, NULL,
+							  XLTW_None);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (view->total_committed >= max_events)
+		rate_limits_deny(&store, k, view, max_events, window_us, out);
+	else
+	{
+		TimestampTz newest = 0;
+
+		for (int i = 0; i < view->nlanes; i++)
+			if (view->committed[i] > 0)
+				newest = Max(newest, view->lanes[i].state.last_at);
+		out->allowed = true;
+		out->remaining = (int32) (max_events - view->total_committed);
+		out->retry_after = rate_limits_seconds_until(0, 0);
+		out->reset_at = view->total_committed > 0 ? newest + window_us :
+			view->now_ts;
+	}
+	regstack_rate_store_close(&store);
+	pfree(view);
 }
 
 /* ---- SQL functions ---- */
@@ -615,8 +681,11 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
-	rate_limits_apply(&k, record ? RATE_LIMITS_CHECK_RECORD : RATE_LIMITS_CHECK_ONLY,
-					  max_events, window_us, &outcome);
+	if (record)
+		rate_limits_decide(&k, RATE_LIMITS_CHECK_RECORD, max_events,
+						   window_us, &outcome);
+	else
+		rate_limits_check_only(&k, max_events, window_us, &outcome);
 
 	values[0] = BoolGetDatum(outcome.allowed);
 	values[1] = Int32GetDatum(outcome.remaining);
@@ -634,7 +703,7 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RateLimitOutcome outcome;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
-	rate_limits_apply(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
+	rate_limits_decide(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
 	PG_RETURN_VOID();
 }
 

@@ -28,6 +28,7 @@
 
 #include "access/tableam.h"
 #include "utils/rel.h"
+#include "storage/lockdefs.h"
 #include "utils/snapshot.h"
 
 /*
@@ -49,8 +50,10 @@
 
 /* Advisory-lock classes of regstack's own transaction-scoped locks. */
 #define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253	/* (token type, subject) */
-#define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* creating a rate-limit state */
-#define REGSTACK_LOCK_CLASS_RATE_QUEUE	0x5255	/* queueing for a busy state row */
+#define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* a rate-limit key's lanes: share to
+												 * add one, exclusive to hold all */
+#define REGSTACK_LOCK_CLASS_RATE_DECIDE	0x5255	/* deciding a call on a rate-limit
+												 * key; held for the call only */
 
 /* ---- encoding.c: randomness and base64url ---- */
 
@@ -103,9 +106,14 @@ extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
 /* Take a transaction-scoped exclusive advisory lock on (class, key). */
 extern void regstack_xact_lock(uint16 lock_class, const char *key1,
 							   const char *key2);
-/* Release it before the transaction ends. */
-extern void regstack_xact_unlock(uint16 lock_class, const char *key1,
-								 const char *key2);
+/* Lock (class, key) in mode, transaction- or session-scoped, maybe not waiting. */
+extern bool regstack_lock_key(uint16 lock_class, const char *key1,
+							  const char *key2, LOCKMODE mode, bool session,
+							  bool wait);
+/* Release a lock regstack_lock_key() took. */
+extern void regstack_unlock_key(uint16 lock_class, const char *key1,
+								const char *key2, LOCKMODE mode,
+								bool session);
 
 /* ---- args.c: checking SQL arguments ---- */
 
@@ -347,6 +355,7 @@ typedef enum RegstackRateStateColumn
 {
 	RS_STATE_KEY = 1,
 	RS_STATE_EVENT_TYPE,
+	RS_STATE_LANE,
 	RS_STATE_NEXT_SEQ,
 	RS_STATE_START_SEQ,
 	RS_STATE_START_AT,
@@ -361,6 +370,7 @@ typedef enum RegstackRateEventColumn
 {
 	RS_EVENT_KEY = 1,
 	RS_EVENT_EVENT_TYPE,
+	RS_EVENT_LANE,
 	RS_EVENT_SEQ,
 	RS_EVENT_OCCURRED_AT
 } RegstackRateEventColumn;
@@ -373,9 +383,13 @@ typedef struct RegstackRateKey
 	text	   *event_type;
 } RegstackRateKey;
 
-/* A state row (see rate_limits.c for what the fields mean). */
+/* Most lanes one key may have (the state table's CHECK allows 0..63). */
+#define REGSTACK_RATE_MAX_LANES		64
+
+/* A state row: one lane of a key (see rate_limits.c for the fields). */
 typedef struct RegstackRateState
 {
+	int16		lane;
 	int64		next_seq;
 	int64		start_seq;
 	TimestampTz start_at;		/* valid when start_seq < next_seq */
@@ -387,14 +401,34 @@ typedef struct RegstackRateState
 	ItemPointerData tid;		/* where the row version read is */
 } RegstackRateState;
 
-/* The open rate-limit tables and the current statement snapshot. */
+/*
+ * A lane as regstack_rate_lanes_read() found it: its newest row version,
+ * which another running transaction may have written, and what that
+ * transaction is doing to it.
+ */
+typedef struct RegstackRateLane
+{
+	bool		exists;			/* a row version was found */
+	RegstackRateState state;	/* the newest version */
+	bool		mine;			/* this transaction wrote or locked it */
+	TransactionId busy_xid;		/* another running transaction that wrote,
+								 * locked or is deleting it; or Invalid */
+	bool		has_committed;	/* a committed version was found ... */
+	int64		committed_next; /* ... with this next_seq ... */
+	ItemPointerData committed_tid;	/* ... here */
+	bool		unseen;			/* newest committed version is invisible to
+								 * the transaction snapshot */
+} RegstackRateLane;
+
+/* The open rate-limit tables and the snapshots they are read with. */
 typedef struct RegstackRateStore
 {
 	Relation	state_rel;
 	Relation	state_index;
 	Relation	events_rel;
 	Relation	events_index;
-	Snapshot	snapshot;
+	Snapshot	snapshot;		/* the statement's MVCC snapshot */
+	SnapshotData dirty;			/* sees rows of running transactions too */
 	TupleTableSlot *state_slot;
 	TupleTableSlot *event_slot;
 	RegstackIndexWriter state_indexes;
@@ -407,37 +441,80 @@ extern void regstack_rate_store_close(RegstackRateStore *store);
 /* A new statement: see committed work and this transaction's own. */
 extern void regstack_rate_store_refresh(RegstackRateStore *store);
 
-/* The state row of k visible to the statement snapshot, into *state. */
-extern bool regstack_rate_state_find(RegstackRateStore *store,
+/*
+ * The lanes of k, read under the dirty snapshot, into lanes[] indexed by
+ * lane number; returns one more than the highest lane found (0: none).
+ */
+extern int	regstack_rate_lanes_read(RegstackRateStore *store,
 									 const RegstackRateKey *k,
-									 RegstackRateState *state);
-/* Whether any transaction has committed a state row for k. */
-extern bool regstack_rate_state_committed(RegstackRateStore *store,
-										  const RegstackRateKey *k);
-/* Whether another transaction is changing the row version just found. */
-extern bool regstack_rate_state_busy(RegstackRateStore *store);
-/* Let go of the row version found (its buffer pin) before sleeping. */
-extern void regstack_rate_state_release(RegstackRateStore *store);
-/* Replace the row version at state->tid by *state, or lock it. */
+									 RegstackRateLane *lanes);
+/*
+ * Whether a lane row of k that the transaction snapshot sees was since
+ * updated (TM_Updated) or deleted (TM_Deleted) by a committed transaction,
+ * or neither (TM_Ok): REPEATABLE READ checks.
+ */
+extern TM_Result regstack_rate_lanes_changed(RegstackRateStore *store,
+										const RegstackRateKey *k);
+/*
+ * Replace the row version at state->tid by *state.  Without wait, a row
+ * another transaction is changing or has locked gives TM_BeingModified.
+ */
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
-											const RegstackRateState *state);
+											const RegstackRateState *state,
+											bool wait);
+/* Lock the row version at tid FOR UPDATE, waiting for its holder. */
 extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
-										  const RegstackRateState *state);
-/* Insert a new state row for k. */
+										  ItemPointer tid);
+/* Insert a new state row (a new lane) for k. */
 extern void regstack_rate_state_insert(RegstackRateStore *store,
 									   const RegstackRateKey *k,
 									   const RegstackRateState *state);
 
-/* The first event of k with seq >= from (backward: the last event). */
+/*
+ * The first event of lane of k with seq >= from (backward: the last event
+ * of the lane), under the dirty snapshot.
+ */
 extern bool regstack_rate_event_probe(RegstackRateStore *store,
-									  const RegstackRateKey *k, int64 from,
-									  bool backward,
+									  const RegstackRateKey *k, int16 lane,
+									  int64 from, bool backward,
 									  int64 *seq, TimestampTz *at);
-/* Record event seq of k at time at. */
+/* Record event seq of lane of k at time at. */
 extern void regstack_rate_event_insert(RegstackRateStore *store,
-									   const RegstackRateKey *k, int64 seq,
-									   TimestampTz at);
+									   const RegstackRateKey *k, int16 lane,
+									   int64 seq, TimestampTz at);
+
+/* ---- rate_limit_window.c: windows over a key's lanes ---- */
+
+/*
+ * Move the pointer of *state (in memory) to the first event of its lane
+ * inside a window of window_us ending at now; true when it moved.
+ */
+extern bool regstack_rate_window_advance(RegstackRateStore *store,
+										 const RegstackRateKey *k,
+										 RegstackRateState *state,
+										 int64 window_us, TimestampTz now_ts);
+/* Append one event to *state at time now (in memory); returns its seq. */
+extern int64 regstack_rate_window_append(RegstackRateState *state,
+										 TimestampTz now_ts);
+/*
+ * A state for lane of k, which has no row: after any events left over from
+ * a purged or unrestored row, with its pointer unknown.  Returns false (and
+ * a state with no events) when there are none.
+ */
+extern bool regstack_rate_window_new_lane(RegstackRateStore *store,
+										  const RegstackRateKey *k,
+										  int16 lane, TimestampTz clock,
+										  RegstackRateState *state);
+/*
+ * The time of the rank-th (from 0) oldest event among seq lo[i] .. hi[i] - 1
+ * of lanes i < nlanes, ordered by (occurred_at, lane, seq).  lo and hi are
+ * used up.
+ */
+extern TimestampTz regstack_rate_window_select(RegstackRateStore *store,
+											   const RegstackRateKey *k,
+											   int nlanes, int64 *lo,
+											   int64 *hi, int64 rank);
 
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
