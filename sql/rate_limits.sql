@@ -159,6 +159,53 @@ SELECT seq, occurred_at >= clock_timestamp() + interval '59 minutes' AS at_key_c
   FROM regstack.auth_rate_limit_events WHERE key = 'ivan' ORDER BY seq;
 SELECT regstack.rate_limit_reset('ivan');
 
+-- Lanes: a key's events may sit in several lanes (rows of the state table,
+-- each with its own numbered log), made when calls record at once; they
+-- count together.  Six events an hour's window holds, in three lanes,
+-- 50, 40, 30, 30, 20 and 10 minutes old (two in different lanes equally
+-- old), written directly in one transaction.
+BEGIN;
+INSERT INTO regstack.auth_rate_limit_events (key, event_type, lane, seq, occurred_at)
+SELECT 'lanes', 'scan', lane, seq, now() - age
+  FROM (VALUES (0, 0, interval '50 minutes'), (0, 1, interval '20 minutes'),
+               (1, 0, interval '40 minutes'), (1, 1, interval '30 minutes'),
+               (2, 0, interval '30 minutes'), (2, 1, interval '10 minutes'))
+       AS e(lane, seq, age);
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, last_at, clock_at)
+SELECT 'lanes', 'scan', lane, 2, 0, now() - age, now() - age
+  FROM (VALUES (0, interval '20 minutes'), (1, interval '30 minutes'),
+               (2, interval '10 minutes')) AS s(lane, age);
+COMMIT;
+-- Six events in the window, whatever lane they are in.
+SELECT allowed, remaining
+  FROM regstack.rate_limit_check('lanes', 'scan', 10, '1 hour', record => false);
+-- retry_after: when enough of the oldest events (over all lanes) have left
+-- that fewer than max_events remain.  max 6: the oldest (50 minutes) must
+-- go; max 4: the third oldest, one of the two 30-minute-old ones; max 2:
+-- the fifth (20 minutes); max 1: the newest.
+SELECT m AS max_events, allowed, retry_after,
+       reset_at = (SELECT max(occurred_at) + interval '1 hour'
+                     FROM regstack.auth_rate_limit_events WHERE key = 'lanes') AS resets_with_newest
+  FROM unnest(ARRAY[6, 5, 4, 3, 2, 1]) AS m,
+       LATERAL regstack.rate_limit_check('lanes', 'scan', m, '1 hour', record => false);
+-- A window that holds only the newer events counts those in each lane.
+SELECT allowed, remaining, retry_after
+  FROM regstack.rate_limit_check('lanes', 'scan', 3, '35 minutes', record => false);
+-- A recording call writes to a lane (the first free one) and counts all.
+SELECT allowed, remaining
+  FROM regstack.rate_limit_check('lanes', 'scan', 10, '1 hour');
+SELECT lane, next_seq FROM regstack.auth_rate_limit_state WHERE key = 'lanes' ORDER BY lane;
+SELECT regstack.rate_limit_reset('lanes');
+-- How many lanes a key may have: 1 to 64 (superuser setting).
+SHOW regstack.rate_limit_lanes;
+SET regstack.rate_limit_lanes = 0;
+SET regstack.rate_limit_lanes = 65;
+SET regstack.rate_limit_lanes = 1;
+RESET regstack.rate_limit_lanes;
+-- The state table accepts lanes 0 to 63 only.
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, clock_at)
+VALUES ('lanes', 'scan', 64, 0, 0, '2026-01-01');
+
 -- User policies: used at once, kept by pg_dump (builtin = false), and a
 -- changed shipped policy becomes a user row.
 INSERT INTO regstack.rate_limit_policies (event_type, max_events, within, builtin)

@@ -174,7 +174,11 @@ regstack_rate_window_new_lane(RegstackRateStore *store, const RegstackRateKey *k
 	return true;
 }
 
-/* The time of event seq of lane (which exists). */
+/*
+ * The time of event seq of lane, which was counted; should a purge have
+ * removed it meanwhile (only an event past its policy's window goes), the
+ * next event's, or "long ago" when none is left.
+ */
 static TimestampTz
 window_event_at(RegstackRateStore *store, const RegstackRateKey *k,
 				int16 lane, int64 seq)
@@ -182,12 +186,8 @@ window_event_at(RegstackRateStore *store, const RegstackRateKey *k,
 	int64		found_seq;
 	TimestampTz at;
 
-	if (!regstack_rate_event_probe(store, k, lane, seq, false, &found_seq, &at) ||
-		found_seq != seq)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("rate-limit event %lld of a lane is missing",
-						(long long) seq)));
+	if (!regstack_rate_event_probe(store, k, lane, seq, false, &found_seq, &at))
+		return DT_NOBEGIN;
 	return at;
 }
 

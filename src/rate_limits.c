@@ -429,8 +429,21 @@ rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
 	target = rate_limits_target(view, &create);
 	if (target < 0)
 	{
-		/* Every lane is held, and no more may be added: wait for one. */
-		*wait_xid = view->lanes[MyProcPid % view->nlanes].busy_xid;
+		/*
+		 * Every lane is held, and no more may be added: wait for the holder
+		 * of one, picked by process id so that waiters spread over them.
+		 */
+		for (int i = 0; i < view->nlanes; i++)
+		{
+			RegstackRateLane *lane =
+				&view->lanes[(MyProcPid + i) % view->nlanes];
+
+			if (lane->exists && TransactionIdIsValid(lane->busy_xid))
+			{
+				*wait_xid = lane->busy_xid;
+				break;
+			}
+		}
 		return RATE_LIMITS_WAIT_XID;
 	}
 	state = &view->lanes[target].state;
