@@ -4,8 +4,8 @@
  *	  Module entry point for regstack: _PG_init and settings.
  *
  * Every SQL function works whether or not the library is preloaded;
- * preloading (shared_preload_libraries = 'regstack') is needed only for
- * the background reaper.
+ * preloading (shared_preload_libraries = 'regstack') is needed for the
+ * background reaper, and gives rate limits cheaper decision locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +31,10 @@ _PG_init(void)
 	 * only when preloaded (shared_preload_libraries = 'regstack').
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		regstack_reaper_preload();
+		regstack_rate_locks_request();
+	}
 
 	MarkGUCPrefixReserved("regstack");
 }

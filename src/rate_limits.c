@@ -502,21 +502,21 @@ rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
 						   RateLimitOutcome *out, TransactionId *wait_xid,
 						   ItemPointer wait_tid)
 {
-	volatile RateLimitStep step = RATE_LIMITS_AGAIN;
+	RateLimitStep step;
 
-	regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_DECIDE, key, type,
-					  ExclusiveLock, true, true);
+	regstack_rate_decide_lock(key, type);
 	PG_TRY();
 	{
 		step = rate_limits_attempt(store, k, key, type, mode, max_events,
 								   window_us, view, out, wait_xid, wait_tid);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		regstack_unlock_key(REGSTACK_LOCK_CLASS_RATE_DECIDE, key, type,
-							ExclusiveLock, true);
+		regstack_rate_decide_unlock(key, type, true);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	regstack_rate_decide_unlock(key, type, false);
 	return step;
 }
 

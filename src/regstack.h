@@ -516,6 +516,16 @@ extern TimestampTz regstack_rate_window_select(RegstackRateStore *store,
 											   int nlanes, int64 *lo,
 											   int64 *hi, int64 rank);
 
+/* ---- rate_limit_locks.c: the decision lock of a rate-limit key ---- */
+
+/* Reserve the lightweight decision locks; from _PG_init when preloading. */
+extern void regstack_rate_locks_request(void);
+/* Take the decision lock of (key, event type) for the call. */
+extern void regstack_rate_decide_lock(const char *key, const char *type);
+/* Release it (on_error: from an error path, where it may be gone). */
+extern void regstack_rate_decide_unlock(const char *key, const char *type,
+										bool on_error);
+
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
 /* Longest key rate_limit_* accept, in bytes (22001 beyond). */
