@@ -196,6 +196,25 @@ SELECT allowed, remaining
   FROM regstack.rate_limit_check('lanes', 'scan', 10, '1 hour');
 SELECT lane, next_seq FROM regstack.auth_rate_limit_state WHERE key = 'lanes' ORDER BY lane;
 SELECT regstack.rate_limit_reset('lanes');
+-- A call that fails while it decides (its event's seq is taken by a row
+-- written behind regstack's back: 23505) leaves no lock behind: the same
+-- session calls again at once, inside an exception block too.
+BEGIN;
+INSERT INTO regstack.auth_rate_limit_events (key, event_type, lane, seq, occurred_at)
+VALUES ('dup', 'scan', 0, 0, now());
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, clock_at)
+VALUES ('dup', 'scan', 0, 0, 0, now());
+COMMIT;
+SELECT allowed FROM regstack.rate_limit_check('dup', 'scan', 10, '1 hour');
+DO $$
+BEGIN
+  PERFORM regstack.rate_limit_check('dup', 'scan', 10, '1 hour');
+EXCEPTION WHEN unique_violation THEN
+  RAISE NOTICE 'caught %', SQLSTATE;
+END
+$$;
+SELECT allowed, remaining FROM regstack.rate_limit_check('dup2', 'scan', 10, '1 hour');
+SELECT regstack.rate_limit_reset('dup'), regstack.rate_limit_reset('dup2');
 -- How many lanes a key may have: 1 to 64 (superuser setting).
 SHOW regstack.rate_limit_lanes;
 SET regstack.rate_limit_lanes = 0;

@@ -174,16 +174,23 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 		updater = HeapTupleHeaderGetUpdateXid(header);
 	LockBuffer(bslot->buffer, BUFFER_LOCK_UNLOCK);
 
-	/* The dirty snapshot returns no version of an aborted inserter. */
+	/*
+	 * The dirty snapshot returned no version of an aborted inserter, but
+	 * the inserter may have aborted since: such a version is skipped.  (Its
+	 * predecessor may then have been taken for superseded already, and the
+	 * lane found without a newest version: the caller reads again.)
+	 */
+	slot_getallattrs(slot);
+	lane_no = DatumGetInt16(slot->tts_values[RS_STATE_LANE - 1]);
 	xmin_mine = TransactionIdIsCurrentTransactionId(xmin);
 	xmin_running = !xmin_mine && TransactionIdIsInProgress(xmin);
+	if (!xmin_mine && !xmin_running && !TransactionIdDidCommit(xmin))
+		return lane_no;
 	if (TransactionIdIsValid(updater) && moved)
 		superseded = TransactionIdIsCurrentTransactionId(updater) ||
 			TransactionIdIsInProgress(updater) ||
 			TransactionIdDidCommit(updater);
 
-	slot_getallattrs(slot);
-	lane_no = DatumGetInt16(slot->tts_values[RS_STATE_LANE - 1]);
 	if (lane_no < 0 || lane_no >= REGSTACK_RATE_MAX_LANES)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -246,13 +253,32 @@ regstack_rate_lanes_read(RegstackRateStore *store, const RegstackRateKey *k,
 	IndexScanDesc scan;
 	int			nlanes = 0;
 
-	memset(lanes, 0, sizeof(RegstackRateLane) * REGSTACK_RATE_MAX_LANES);
+	bool		torn;
+
 	rate_store_key_scankeys(store->state_index, k, keys);
 	scan = index_beginscan(store->state_rel, store->state_index,
 						   &store->dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, store->state_slot))
-		nlanes = Max(nlanes, rate_store_classify(store, lanes) + 1);
+	do
+	{
+		memset(lanes, 0, sizeof(RegstackRateLane) * REGSTACK_RATE_MAX_LANES);
+		nlanes = 0;
+		index_rescan(scan, keys, 2, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, store->state_slot))
+		{
+			int			lane_no = rate_store_classify(store, lanes);
+
+			nlanes = Max(nlanes, lane_no + 1);
+		}
+
+		/*
+		 * A lane whose committed version was superseded by a transaction
+		 * that aborted before its own version was classified has no newest
+		 * version: read again.
+		 */
+		torn = false;
+		for (int i = 0; i < nlanes; i++)
+			torn |= lanes[i].has_committed && !lanes[i].exists;
+	} while (torn);
 	index_endscan(scan);
 	ExecClearTuple(store->state_slot);
 	return nlanes;

@@ -164,9 +164,10 @@ regstack_rate_window_new_lane(RegstackRateStore *store, const RegstackRateKey *k
 	ItemPointerSetInvalid(&state->tid);
 	if (!regstack_rate_event_probe(store, k, lane, 0, true, &last_seq, &last_at))
 		return false;
+	/* A reset or purge may have deleted them in between. */
 	if (!regstack_rate_event_probe(store, k, lane, 0, false, &state->start_seq,
 								   &state->start_at))
-		elog(ERROR, "rate-limit events vanished during a scan");
+		return false;
 	state->next_seq = last_seq + 1;
 	state->has_last = true;
 	state->last_at = last_at;
