@@ -355,13 +355,13 @@ rate_store_state_slot(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
- * Replace the row version at state->tid by *state, waiting for a concurrent
- * writer unless !wait (then TM_BeingModified); TM_Ok, or TM_Updated or
- * TM_Deleted in READ COMMITTED (40001 in REPEATABLE READ and SERIALIZABLE).
+ * Replace the row version at state->tid, which this transaction holds
+ * (wrote or locked), by *state; TM_Ok, or TM_Updated or TM_Deleted in READ
+ * COMMITTED (40001 in REPEATABLE READ and SERIALIZABLE).
  */
 TM_Result
 regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
-						   const RegstackRateState *state, bool wait)
+						   const RegstackRateState *state)
 {
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 	ItemPointerData tid = state->tid;
@@ -372,28 +372,33 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 
 	result = table_tuple_update(store->state_rel, &tid, slot,
 								GetCurrentCommandId(true), store->snapshot,
-								InvalidSnapshot, wait, &tmfd, &lockmode,
+								InvalidSnapshot, true, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
 		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
 									 slot, true);
 	ExecDropSingleTupleTableSlot(slot);
-	if (result == TM_Ok || result == TM_BeingModified)
-		return result;
-	return regstack_check_conflict(result);
+	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 
-/* Lock the row version at tid FOR UPDATE, waiting; results as for update. */
+/*
+ * Lock the row version at tid FOR UPDATE, waiting for its holder, or
+ * without wait returning TM_WouldBlock when another transaction holds it;
+ * other results as for update.
+ */
 TM_Result
-regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid)
+regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid, bool wait)
 {
 	TM_FailureData tmfd;
 	TM_Result	result;
 
 	result = table_tuple_lock(store->state_rel, tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleExclusive, LockWaitBlock, 0, &tmfd);
-	return result == TM_Ok ? result : regstack_check_conflict(result);
+							  LockTupleExclusive,
+							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
+	if (result == TM_Ok || result == TM_WouldBlock)
+		return result;
+	return regstack_check_conflict(result);
 }
 
 /* Insert a new lane row for k (the caller holds the key's lanes lock). */

@@ -44,9 +44,10 @@
  * free one, else a new one (taking the key's lanes lock in share mode,
  * class REGSTACK_LOCK_CLASS_RATE_KEY, to the end of the transaction); when
  * every lane is held and no more may be added, it waits for the holder of
- * one.  Nothing waits while holding the decision lock: the lane update
- * does not wait (a lane grabbed meanwhile by a reset or a purge is locked,
- * waiting, outside the decision lock, and the call decides again).
+ * one.  Nothing waits while holding the decision lock: a free lane is
+ * locked without waiting before it is updated (one that a reset, a purge
+ * or a check took meanwhile is locked, waiting, outside the decision lock,
+ * and the call decides again).
  *
  * Checks with record => false lock the key, so that check, verify and
  * record in one transaction are atomic: they take the key's lanes lock in
@@ -462,19 +463,23 @@ rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
 		regstack_rate_state_insert(store, k, state);
 	else
 	{
-		/*
-		 * A free lane is updated without waiting; ours may be (we may have
-		 * locked it: only the update itself sees that the locker is us).
-		 */
-		TM_Result	result = regstack_rate_state_update(store, k, state,
-														view->lanes[target].mine);
+		TM_Result	result = TM_Ok;
 
-		if (result == TM_BeingModified)
+		/*
+		 * A free lane is first locked without waiting (heap_update cannot
+		 * be asked not to wait): nothing may wait under the decision lock.
+		 * If a reset, a purge or a check took it meanwhile, lock it,
+		 * waiting, outside the decision lock, and decide again.
+		 */
+		if (!view->lanes[target].mine)
+			result = regstack_rate_state_lock(store, &state->tid, false);
+		if (result == TM_WouldBlock)
 		{
-			/* A reset or purge took the free lane meanwhile. */
 			*wait_tid = state->tid;
 			return RATE_LIMITS_WAIT_ROW;
 		}
+		if (result == TM_Ok)
+			result = regstack_rate_state_update(store, k, state);
 		if (result != TM_Ok)
 			return RATE_LIMITS_AGAIN;
 	}
@@ -550,7 +555,7 @@ rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
 			(void) regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, key, type,
 									 ShareLock, false, true);
 		else if (step == RATE_LIMITS_WAIT_ROW)
-			(void) regstack_rate_state_lock(&store, &wait_tid);
+			(void) regstack_rate_state_lock(&store, &wait_tid, true);
 		CHECK_FOR_INTERRUPTS();
 	} while (step != RATE_LIMITS_DONE);
 	regstack_rate_store_close(&store);
@@ -585,7 +590,8 @@ rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
 		/* Lock the committed version, waiting for whoever changes it. */
 		if (view->lanes[held].has_committed)
 			(void) regstack_rate_state_lock(&store,
-											&view->lanes[held].committed_tid);
+											&view->lanes[held].committed_tid,
+											true);
 		else if (TransactionIdIsValid(view->lanes[held].busy_xid))
 			XactLockTableWait(view->lanes[held].busy_xid, NULL, NULL,
 							  XLTW_None);

@@ -455,17 +455,13 @@ extern int	regstack_rate_lanes_read(RegstackRateStore *store,
  */
 extern TM_Result regstack_rate_lanes_changed(RegstackRateStore *store,
 										const RegstackRateKey *k);
-/*
- * Replace the row version at state->tid by *state.  Without wait, a row
- * another transaction is changing or has locked gives TM_BeingModified.
- */
+/* Replace the row version at state->tid, which we hold, by *state. */
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
-											const RegstackRateState *state,
-											bool wait);
-/* Lock the row version at tid FOR UPDATE, waiting for its holder. */
+											const RegstackRateState *state);
+/* Lock the row version at tid FOR UPDATE (without wait: TM_WouldBlock). */
 extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
-										  ItemPointer tid);
+										  ItemPointer tid, bool wait);
 /* Insert a new state row (a new lane) for k. */
 extern void regstack_rate_state_insert(RegstackRateStore *store,
 									   const RegstackRateKey *k,
