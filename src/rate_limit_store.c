@@ -151,6 +151,7 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	TupleTableSlot *slot = store->state_slot;
 	HeapTupleHeader header;
 	TransactionId xmin;
+	bool		xmin_hinted;
 	TransactionId xmax;
 	TransactionId updater = InvalidTransactionId;
 	uint16		infomask;
@@ -167,6 +168,7 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	LockBuffer(bslot->buffer, BUFFER_LOCK_SHARE);
 	header = bslot->base.tuple->t_data;
 	xmin = HeapTupleHeaderGetXmin(header);
+	xmin_hinted = HeapTupleHeaderXminCommitted(header);
 	infomask = header->t_infomask;
 	xmax = HeapTupleHeaderGetRawXmax(header);
 	moved = !ItemPointerEquals(&header->t_ctid, &bslot->base.tuple->t_self);
@@ -182,9 +184,11 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	 */
 	slot_getallattrs(slot);
 	lane_no = DatumGetInt16(slot->tts_values[RS_STATE_LANE - 1]);
-	xmin_mine = TransactionIdIsCurrentTransactionId(xmin);
-	xmin_running = !xmin_mine && TransactionIdIsInProgress(xmin);
-	if (!xmin_mine && !xmin_running && !TransactionIdDidCommit(xmin))
+	xmin_mine = !xmin_hinted && TransactionIdIsCurrentTransactionId(xmin);
+	xmin_running = !xmin_hinted && !xmin_mine &&
+		TransactionIdIsInProgress(xmin);
+	if (!xmin_hinted && !xmin_mine && !xmin_running &&
+		!TransactionIdDidCommit(xmin))
 		return lane_no;
 	if (TransactionIdIsValid(updater) && moved)
 		superseded = TransactionIdIsCurrentTransactionId(updater) ||
