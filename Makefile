@@ -39,6 +39,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: every object depends on the headers.
+$(OBJS): $(wildcard src/*.h)
+
 # src/digests.c calls OpenSSL's libcrypto when PostgreSQL is built with it.
 ifeq ($(with_ssl),openssl)
 SHLIB_LINK += -lcrypto

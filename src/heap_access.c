@@ -16,7 +16,9 @@
  */
 #include "regstack.h"
 
+#include "access/genam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "utils/snapmgr.h"
@@ -35,27 +37,94 @@ regstack_statement_snapshot(Snapshot *snapshot)
 	*snapshot = RegisterSnapshot(GetTransactionSnapshot());
 }
 
+/* Open the indexes of rel for writer, unless it is open already. */
+void
+regstack_index_writer_open(RegstackIndexWriter *writer, Relation rel)
+{
+	if (writer->estate != NULL)
+		return;
+	writer->estate = CreateExecutorState();
+	writer->result_rel = makeNode(ResultRelInfo);
+	/* Range-table index 0: no query, so no updated-column set. */
+	InitResultRelInfo(writer->result_rel, rel, 0, NULL, 0);
+	ExecOpenIndices(writer->result_rel, false);
+	writer->deferred = NIL;
+}
+
 /*
  * Give the tuple just written from slot into rel its entries in every index
  * of rel, opening the indexes on the writer's first use (an all-zero writer
  * is unopened), so that a call writing several tuples opens them once.
+ *
+ * With defer, a unique check never waits for another transaction: where
+ * it would, the index AM lets the entry in and the tuple is remembered for
+ * regstack_index_writer_recheck(), which the caller runs once it may wait
+ * (as a deferred unique constraint is checked at commit).  Exclusion
+ * constraints may still wait: a caller that must not wait uses this only
+ * on tables without them.
  */
 void
 regstack_index_writer_insert(RegstackIndexWriter *writer, Relation rel,
-							 TupleTableSlot *slot, bool update)
+							 TupleTableSlot *slot, bool update, bool defer)
 {
-	if (writer->estate == NULL)
-	{
-		writer->estate = CreateExecutorState();
-		writer->result_rel = makeNode(ResultRelInfo);
-		/* Range-table index 0: no query, so no updated-column set. */
-		InitResultRelInfo(writer->result_rel, rel, 0, NULL, 0);
-		ExecOpenIndices(writer->result_rel, false);
-	}
+	List	   *unsure;
+
+	regstack_index_writer_open(writer, rel);
 	Assert(writer->result_rel->ri_RelationDesc == rel);
-	(void) ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
-								 update, false, NULL, NIL);
+	unsure = ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
+								   update, defer, NULL, NIL);
+	if (unsure != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
+		TupleTableSlot *copy = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+														&TTSOpsHeapTuple);
+
+		ExecCopySlot(copy, slot);
+		copy->tts_tid = slot->tts_tid;
+		writer->deferred = lappend(writer->deferred, copy);
+		MemoryContextSwitchTo(old);
+	}
 	ResetPerTupleExprContext(writer->estate);
+}
+
+/*
+ * Check again, waiting now for the transactions that wrote conflicting
+ * entries, the unique indexes of the tuples whose check was deferred: a
+ * duplicate that lives raises 23505, as a deferred constraint does.
+ */
+void
+regstack_index_writer_recheck(RegstackIndexWriter *writer)
+{
+	ResultRelInfo *result_rel = writer->result_rel;
+	ListCell   *cell;
+
+	if (writer->estate == NULL || writer->deferred == NIL)
+		return;
+	foreach(cell, writer->deferred)
+	{
+		TupleTableSlot *slot = (TupleTableSlot *) lfirst(cell);
+		ExprContext *econtext = GetPerTupleExprContext(writer->estate);
+
+		econtext->ecxt_scantuple = slot;
+		for (int i = 0; i < result_rel->ri_NumIndices; i++)
+		{
+			Relation	index = result_rel->ri_IndexRelationDescs[i];
+			IndexInfo  *info = result_rel->ri_IndexRelationInfo[i];
+			Datum		values[INDEX_MAX_KEYS];
+			bool		isnull[INDEX_MAX_KEYS];
+
+			if (!index->rd_index->indisunique)
+				continue;
+			FormIndexDatum(info, slot, writer->estate, values, isnull);
+			(void) index_insert(index, values, isnull, &slot->tts_tid,
+								result_rel->ri_RelationDesc,
+								UNIQUE_CHECK_EXISTING, false, info);
+		}
+		ResetPerTupleExprContext(writer->estate);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	list_free(writer->deferred);
+	writer->deferred = NIL;
 }
 
 /* Close what regstack_index_writer_insert() opened, if anything. */
@@ -76,7 +145,7 @@ regstack_insert_index_entries(Relation rel, TupleTableSlot *slot, bool update)
 {
 	RegstackIndexWriter writer = {0};
 
-	regstack_index_writer_insert(&writer, rel, slot, update);
+	regstack_index_writer_insert(&writer, rel, slot, update, false);
 	regstack_index_writer_close(&writer);
 }
 

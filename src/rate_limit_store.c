@@ -91,6 +91,29 @@ regstack_rate_store_refresh(RegstackRateStore *store)
 	regstack_statement_snapshot(&store->snapshot);
 }
 
+/*
+ * Open the index writers before deciding, and say whether the tables have
+ * only their primary keys: then no write under the decision lock can wait
+ * for another transaction (unique checks are deferred; see
+ * regstack_index_writer_insert()), and it may be a lightweight lock.
+ */
+bool
+regstack_rate_store_prepare_writes(RegstackRateStore *store)
+{
+	regstack_index_writer_open(&store->state_indexes, store->state_rel);
+	regstack_index_writer_open(&store->event_indexes, store->events_rel);
+	return list_length(RelationGetIndexList(store->state_rel)) == 1 &&
+		list_length(RelationGetIndexList(store->events_rel)) == 1;
+}
+
+/* Run the unique checks deferred under the decision lock, waiting now. */
+void
+regstack_rate_store_recheck(RegstackRateStore *store)
+{
+	regstack_index_writer_recheck(&store->state_indexes);
+	regstack_index_writer_recheck(&store->event_indexes);
+}
+
 /* Scan keys key = k->key AND event_type = k->event_type on index. */
 static void
 rate_store_key_scankeys(Relation index, const RegstackRateKey *k,
@@ -184,6 +207,12 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	 */
 	slot_getallattrs(slot);
 	lane_no = DatumGetInt16(slot->tts_values[RS_STATE_LANE - 1]);
+	if (lane_no < 0 || lane_no >= REGSTACK_RATE_MAX_LANES)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("rate-limit state row has lane %d, outside 0..%d",
+						lane_no, REGSTACK_RATE_MAX_LANES - 1)));
+	lane = &lanes[lane_no];
 	xmin_mine = !xmin_hinted && TransactionIdIsCurrentTransactionId(xmin);
 	xmin_running = !xmin_hinted && !xmin_mine &&
 		TransactionIdIsInProgress(xmin);
@@ -194,13 +223,6 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 		superseded = TransactionIdIsCurrentTransactionId(updater) ||
 			TransactionIdIsInProgress(updater) ||
 			TransactionIdDidCommit(updater);
-
-	if (lane_no < 0 || lane_no >= REGSTACK_RATE_MAX_LANES)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("rate-limit state row has lane %d, outside 0..%d",
-						lane_no, REGSTACK_RATE_MAX_LANES - 1)));
-	lane = &lanes[lane_no];
 
 	/* A committed version: the lane's count without its holder's events. */
 	if (!xmin_mine && !xmin_running &&
@@ -214,7 +236,10 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 			XidInMVCCSnapshot(xmin, store->snapshot);
 	}
 	if (superseded)
+	{
+		lane->superseded_by = updater;
 		return lane_no;
+	}
 
 	/* The newest version: the lane, and who holds it. */
 	lane->exists = true;
@@ -251,7 +276,7 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 /* The lanes of k under the dirty snapshot; see regstack.h. */
 int
 regstack_rate_lanes_read(RegstackRateStore *store, const RegstackRateKey *k,
-						 RegstackRateLane *lanes)
+						 RegstackRateLane *lanes, TransactionId *wait_xid)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -259,6 +284,7 @@ regstack_rate_lanes_read(RegstackRateStore *store, const RegstackRateKey *k,
 
 	bool		torn;
 
+	*wait_xid = InvalidTransactionId;
 	rate_store_key_scankeys(store->state_index, k, keys);
 	scan = index_beginscan(store->state_rel, store->state_index,
 						   &store->dirty, 2, 0);
@@ -275,14 +301,23 @@ regstack_rate_lanes_read(RegstackRateStore *store, const RegstackRateKey *k,
 		}
 
 		/*
-		 * A lane whose committed version was superseded by a transaction
-		 * that aborted before its own version was classified has no newest
-		 * version: read again.
+		 * A lane whose committed version was superseded, but whose newest
+		 * version the scan did not return: its updater aborted after the
+		 * committed version was classified (read again), or its new
+		 * version is not reachable yet (its index entry is still to come,
+		 * or it was written behind our back under another key): the caller
+		 * waits for the updater, outside any lock of its own.
 		 */
 		torn = false;
-		for (int i = 0; i < nlanes; i++)
-			torn |= lanes[i].has_committed && !lanes[i].exists;
-	} while (torn);
+		for (int i = 0; i < nlanes && !TransactionIdIsValid(*wait_xid); i++)
+		{
+			if (!lanes[i].has_committed || lanes[i].exists)
+				continue;
+			torn = true;
+			if (TransactionIdIsInProgress(lanes[i].superseded_by))
+				*wait_xid = lanes[i].superseded_by;
+		}
+	} while (torn && !TransactionIdIsValid(*wait_xid));
 	index_endscan(scan);
 	ExecClearTuple(store->state_slot);
 	return nlanes;
@@ -380,13 +415,13 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
 		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
-									 slot, true);
+									 slot, true, true);
 	ExecDropSingleTupleTableSlot(slot);
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
 
 /*
- * Lock the row version at tid FOR UPDATE, waiting for its holder, or
+ * Lock the row version at tid FOR NO KEY UPDATE, waiting for its holder, or
  * without wait returning TM_WouldBlock when another transaction holds it;
  * other results as for update.
  */
@@ -398,7 +433,7 @@ regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid, bool wait)
 
 	result = table_tuple_lock(store->state_rel, tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleExclusive,
+							  LockTupleNoKeyExclusive,
 							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
 	if (result == TM_Ok || result == TM_WouldBlock)
 		return result;
@@ -414,7 +449,7 @@ regstack_rate_state_insert(RegstackRateStore *store, const RegstackRateKey *k,
 
 	table_tuple_insert(store->state_rel, slot, GetCurrentCommandId(true), 0, NULL);
 	regstack_index_writer_insert(&store->state_indexes, store->state_rel,
-								 slot, false);
+								 slot, false, true);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
@@ -478,6 +513,6 @@ regstack_rate_event_insert(RegstackRateStore *store, const RegstackRateKey *k,
 
 	table_tuple_insert(store->events_rel, slot, GetCurrentCommandId(true), 0, NULL);
 	regstack_index_writer_insert(&store->event_indexes, store->events_rel,
-								 slot, false);
+								 slot, false, true);
 	ExecDropSingleTupleTableSlot(slot);
 }

@@ -207,6 +207,8 @@ typedef struct RateLimitView
 	int64		total_inflight;
 	TimestampTz clock;			/* the system clock */
 	TimestampTz now_ts;			/* the key's clock: never goes back */
+	TransactionId wait_xid;		/* valid: a lane was caught between two
+								 * versions; wait for this, read again */
 } RateLimitView;
 
 /* How one attempt under the decision lock ended. */
@@ -242,7 +244,8 @@ rate_limits_lane_counts(const RateLimitView *view, int i)
 /*
  * Read k's lanes into *view with a new statement snapshot and the clock,
  * and, with count, each lane's events inside a window of window_us ending
- * at the key's clock, split into committed (or ours) and in flight.
+ * at the key's clock, split into committed (or ours) and in flight.  With
+ * view->wait_xid set, the read is incomplete: wait for it, read again.
  */
 static void
 rate_limits_read(RegstackRateStore *store, const RegstackRateKey *k,
@@ -251,7 +254,10 @@ rate_limits_read(RegstackRateStore *store, const RegstackRateKey *k,
 	TimestampTz key_clock = 0;
 
 	regstack_rate_store_refresh(store);
-	view->nlanes = regstack_rate_lanes_read(store, k, view->lanes);
+	view->nlanes = regstack_rate_lanes_read(store, k, view->lanes,
+											&view->wait_xid);
+	if (TransactionIdIsValid(view->wait_xid))
+		return;
 	if (IsolationUsesXactSnapshot())
 	{
 		TM_Result	changed = regstack_rate_lanes_changed(store, k);
@@ -406,6 +412,11 @@ rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
 	int64		seq;
 
 	rate_limits_read(store, k, view, mode != RATE_LIMITS_RECORD, window_us);
+	if (TransactionIdIsValid(view->wait_xid))
+	{
+		*wait_xid = view->wait_xid;
+		return RATE_LIMITS_WAIT_XID;
+	}
 	if (mode == RATE_LIMITS_CHECK_RECORD)
 	{
 		/* Denied from committed data: write nothing, hold nothing. */
@@ -502,14 +513,14 @@ rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
 static RateLimitStep
 rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
 						   const char *key, const char *type,
-						   RateLimitMode mode, int32 max_events,
-						   int64 window_us, RateLimitView *view,
-						   RateLimitOutcome *out, TransactionId *wait_xid,
-						   ItemPointer wait_tid)
+						   bool lightweight, RateLimitMode mode,
+						   int32 max_events, int64 window_us,
+						   RateLimitView *view, RateLimitOutcome *out,
+						   TransactionId *wait_xid, ItemPointer wait_tid)
 {
 	RateLimitStep step;
 
-	regstack_rate_decide_lock(key, type);
+	regstack_rate_decide_lock(key, type, lightweight);
 	PG_TRY();
 	{
 		step = rate_limits_attempt(store, k, key, type, mode, max_events,
@@ -517,11 +528,11 @@ rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
 	}
 	PG_CATCH();
 	{
-		regstack_rate_decide_unlock(key, type, true);
+		regstack_rate_decide_unlock(key, type, lightweight, true);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	regstack_rate_decide_unlock(key, type, false);
+	regstack_rate_decide_unlock(key, type, lightweight, false);
 	return step;
 }
 
@@ -539,16 +550,19 @@ rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
 	char	   *key = text_to_cstring(k->key);
 	char	   *type = text_to_cstring(k->event_type);
 	RateLimitStep step;
+	bool		lightweight;
 
 	regstack_rate_store_open(&store, true);
+	lightweight = regstack_rate_store_prepare_writes(&store);
 	do
 	{
 		TransactionId wait_xid = InvalidTransactionId;
 		ItemPointerData wait_tid;
 
-		step = rate_limits_attempt_locked(&store, k, key, type, mode,
-										  max_events, window_us, view, out,
-										  &wait_xid, &wait_tid);
+		step = rate_limits_attempt_locked(&store, k, key, type, lightweight,
+										  mode, max_events, window_us, view,
+										  out, &wait_xid, &wait_tid);
+		regstack_rate_store_recheck(&store);
 		if (step == RATE_LIMITS_WAIT_XID && TransactionIdIsValid(wait_xid))
 			XactLockTableWait(wait_xid, NULL, NULL, XLTW_None);
 		else if (step == RATE_LIMITS_WAIT_KEY)
@@ -582,6 +596,11 @@ rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
 		int			held = -1;
 
 		rate_limits_read(&store, k, view, true, window_us);
+		if (TransactionIdIsValid(view->wait_xid))
+		{
+			XactLockTableWait(view->wait_xid, NULL, NULL, XLTW_None);
+			continue;
+		}
 		for (int i = 0; i < view->nlanes && held < 0; i++)
 			if (view->lanes[i].exists && !view->lanes[i].mine)
 				held = i;

@@ -179,12 +179,22 @@ typedef struct RegstackIndexWriter
 {
 	struct EState *estate;		/* NULL until first use */
 	struct ResultRelInfo *result_rel;
+	List	   *deferred;		/* tuples whose unique checks wait for
+								 * regstack_index_writer_recheck() */
 } RegstackIndexWriter;
 
-/* Give the tuple just written from slot its entries in every index of rel. */
+/* Open the indexes of rel for writer (done on first insert otherwise). */
+extern void regstack_index_writer_open(RegstackIndexWriter *writer,
+									   Relation rel);
+/*
+ * Give the tuple just written from slot its entries in every index of rel;
+ * with defer, unique checks that would wait are left to the recheck.
+ */
 extern void regstack_index_writer_insert(RegstackIndexWriter *writer,
 										 Relation rel, TupleTableSlot *slot,
-										 bool update);
+										 bool update, bool defer);
+/* Run the deferred unique checks, waiting where needed (23505). */
+extern void regstack_index_writer_recheck(RegstackIndexWriter *writer);
 extern void regstack_index_writer_close(RegstackIndexWriter *writer);
 /* The same for a single tuple: open, insert, close. */
 extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
@@ -418,6 +428,7 @@ typedef struct RegstackRateLane
 	ItemPointerData committed_tid;	/* ... here */
 	bool		unseen;			/* newest committed version is invisible to
 								 * the transaction snapshot */
+	TransactionId superseded_by;	/* updater of the committed version */
 } RegstackRateLane;
 
 /* The open rate-limit tables and the snapshots they are read with. */
@@ -444,10 +455,17 @@ extern void regstack_rate_store_refresh(RegstackRateStore *store);
 /*
  * The lanes of k, read under the dirty snapshot, into lanes[] indexed by
  * lane number; returns one more than the highest lane found (0: none).
+ * A lane caught between two versions sets *wait_xid to the transaction to
+ * wait for before reading again (else it is Invalid).
  */
 extern int	regstack_rate_lanes_read(RegstackRateStore *store,
 									 const RegstackRateKey *k,
-									 RegstackRateLane *lanes);
+									 RegstackRateLane *lanes,
+									 TransactionId *wait_xid);
+/* Open the index writers; true when the tables have only primary keys. */
+extern bool regstack_rate_store_prepare_writes(RegstackRateStore *store);
+/* Run the unique checks deferred while deciding. */
+extern void regstack_rate_store_recheck(RegstackRateStore *store);
 /*
  * Whether a lane row of k that the transaction snapshot sees was since
  * updated (TM_Updated) or deleted (TM_Deleted) by a committed transaction,
@@ -459,7 +477,7 @@ extern TM_Result regstack_rate_lanes_changed(RegstackRateStore *store,
 extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
 											const RegstackRateKey *k,
 											const RegstackRateState *state);
-/* Lock the row version at tid FOR UPDATE (without wait: TM_WouldBlock). */
+/* Lock the row version at tid FOR NO KEY UPDATE (without wait: TM_WouldBlock). */
 extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
 										  ItemPointer tid, bool wait);
 /* Insert a new state row (a new lane) for k. */
@@ -517,10 +535,11 @@ extern TimestampTz regstack_rate_window_select(RegstackRateStore *store,
 /* Reserve the lightweight decision locks; from _PG_init when preloading. */
 extern void regstack_rate_locks_request(void);
 /* Take the decision lock of (key, event type) for the call. */
-extern void regstack_rate_decide_lock(const char *key, const char *type);
+extern void regstack_rate_decide_lock(const char *key, const char *type,
+									  bool lightweight);
 /* Release it (on_error: from an error path, where it may be gone). */
 extern void regstack_rate_decide_unlock(const char *key, const char *type,
-										bool on_error);
+										bool lightweight, bool on_error);
 
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
