@@ -98,6 +98,10 @@ SELECT pg_temp.err($$SELECT * FROM regstack.consume_token('$$ || :'tok' || $$', 
 SELECT pg_temp.err($$SELECT regstack.attach_result('$$ || :'tok' || $$', 'pre_auth', 'r')$$);
 SELECT pg_temp.err($$SELECT regstack.revoke_tokens('ro')$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.purge_expired()$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.rate_limit_check('ro', 'api', 5, '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.rate_limit_check('ro', 'api', 5, '1 hour', record => false)$$);
+SELECT pg_temp.err($$SELECT regstack.rate_limit_record('ro', 'api')$$);
+SELECT pg_temp.err($$SELECT regstack.rate_limit_reset('ro')$$);
 SELECT subject FROM regstack.peek_token(:'tok', 'pre_auth');
 COMMIT;
 SELECT subject FROM regstack.consume_token(:'tok', 'pre_auth');

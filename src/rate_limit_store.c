@@ -44,16 +44,19 @@
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 
-/* Open the tables (write: for writing, 25006 in read-only transactions). */
+/*
+ * Open the tables, for writing when writer names the calling function
+ * (25006 in read-only transactions), else for reading.
+ */
 void
-regstack_rate_store_open(RegstackRateStore *store, bool write)
+regstack_rate_store_open(RegstackRateStore *store, const char *writer)
 {
-	LOCKMODE	lockmode = write ? RowExclusiveLock : AccessShareLock;
+	LOCKMODE	lockmode = writer ? RowExclusiveLock : AccessShareLock;
 	Oid			state_relid = regstack_table_relid(RS_TABLE_RATE_STATE);
 	Oid			events_relid = regstack_table_relid(RS_TABLE_RATE_EVENTS);
 
-	if (write)
-		PreventCommandIfReadOnly("rate_limit_check()");
+	if (writer)
+		PreventCommandIfReadOnly(writer);
 	store->state_rel = table_open(state_relid, lockmode);
 	store->state_index = index_open(RelationGetPrimaryKeyIndex(store->state_rel),
 									lockmode);

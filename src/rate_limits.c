@@ -552,7 +552,8 @@ rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
 	RateLimitStep step;
 	bool		lightweight;
 
-	regstack_rate_store_open(&store, true);
+	regstack_rate_store_open(&store, mode == RATE_LIMITS_RECORD ?
+							 "rate_limit_record()" : "rate_limit_check()");
 	lightweight = regstack_rate_store_prepare_writes(&store);
 	do
 	{
@@ -588,7 +589,7 @@ rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
 	RegstackRateStore store;
 	RateLimitView *view = palloc(sizeof(RateLimitView));
 
-	regstack_rate_store_open(&store, true);
+	regstack_rate_store_open(&store, "rate_limit_check()");
 	regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, text_to_cstring(k->key),
 					   text_to_cstring(k->event_type));
 	for (;;)
@@ -767,6 +768,7 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(type);
 
+	PreventCommandIfReadOnly("rate_limit_reset()");
 	regstack_begin_call(&call);
 
 	/*

@@ -446,8 +446,9 @@ typedef struct RegstackRateStore
 	RegstackIndexWriter event_indexes;
 } RegstackRateStore;
 
-/* Open the tables (write: for writing, 25006 in read-only transactions). */
-extern void regstack_rate_store_open(RegstackRateStore *store, bool write);
+/* Open the tables (writer: the function writing, 25006 when read-only). */
+extern void regstack_rate_store_open(RegstackRateStore *store,
+									 const char *writer);
 extern void regstack_rate_store_close(RegstackRateStore *store);
 /* A new statement: see committed work and this transaction's own. */
 extern void regstack_rate_store_refresh(RegstackRateStore *store);
