@@ -6,6 +6,10 @@
 #  3. A hot key far from its limit (max 1,000,000): 32 sessions record at
 #     once in several lanes, every call is allowed and recorded, and each
 #     lane's log is numbered without gaps.
+#  4. Mixed calls on three keys, max 5 in a 2-second window, for 6
+#     seconds: recording checks, check-verify-record transactions, checks
+#     rolled back, and checks rolled back to a savepoint then repeated.  No
+#     2-second window holds more than 5 events of a key, and no call fails.
 #
 # The sessions run as an application role that has only EXECUTE on the
 # functions, as in production.
@@ -89,11 +93,11 @@ my $lane_faults = q{
 SELECT count(*) FROM (
   SELECT e.seq, e.occurred_at, s.next_seq,
          lag(e.occurred_at) OVER w AS prev, lag(e.seq) OVER w AS prev_seq,
-         max(e.seq) OVER (PARTITION BY e.lane) AS last_seq
+         max(e.seq) OVER (PARTITION BY e.key, e.lane) AS last_seq
     FROM regstack.auth_rate_limit_events e
     JOIN regstack.auth_rate_limit_state s USING (key, event_type, lane)
    WHERE key = $1
-  WINDOW w AS (PARTITION BY e.lane ORDER BY e.seq)) AS l
+  WINDOW w AS (PARTITION BY e.key, e.lane ORDER BY e.seq)) AS l
  WHERE occurred_at < prev OR seq <> coalesce(prev_seq + 1, 0)
     OR last_seq <> next_seq - 1
 };
@@ -125,6 +129,55 @@ is($node->safe_psql('postgres', $lane_faults =~ s/\$1/'far'/r), '0',
 is($node->safe_psql('postgres', q{
 SELECT allowed, remaining FROM regstack.rate_limit_check('far', 'tap', 1600, '1 hour', record => false)
 }), 'f|0', 'a check counts the events of every lane');
+
+# 4. Mixed calls on three keys.
+$node->pgbench(
+	'--no-vacuum --client=32 --jobs=4 --time=6 --username=app',
+	0,
+	[qr{number of failed transactions: 0 \(0\.000%\)}],
+	[qr{^$}],
+	'32 sessions mix calls on three keys',
+	{
+		'020_mix_check.sql@10' => q{
+\set k random(1, 3)
+SELECT allowed FROM regstack.rate_limit_check('mix' || :k, 'tap', 5, '2 seconds');
+},
+		'020_mix_verify.sql@3' => q{
+\set k random(1, 3)
+BEGIN;
+SELECT allowed AS ok FROM regstack.rate_limit_check('mix' || :k, 'tap', 5, '2 seconds', record => false) \gset
+\if :ok
+SELECT regstack.rate_limit_record('mix' || :k, 'tap');
+\endif
+COMMIT;
+},
+		'020_mix_rollback.sql@2' => q{
+\set k random(1, 3)
+BEGIN;
+SELECT allowed FROM regstack.rate_limit_check('mix' || :k, 'tap', 5, '2 seconds');
+ROLLBACK;
+},
+		'020_mix_savepoint.sql@2' => q{
+\set k random(1, 3)
+BEGIN;
+SAVEPOINT a;
+SELECT allowed FROM regstack.rate_limit_check('mix' || :k, 'tap', 5, '2 seconds');
+ROLLBACK TO SAVEPOINT a;
+SELECT allowed FROM regstack.rate_limit_check('mix' || :k, 'tap', 5, '2 seconds');
+COMMIT;
+}
+	});
+is($node->safe_psql('postgres', q{
+SELECT string_agg(key || '=' || worst, ',' ORDER BY key) FROM (
+  SELECT key, max(n) AS worst FROM (
+    SELECT key, count(*) OVER (PARTITION BY key ORDER BY occurred_at
+                               RANGE BETWEEN '1999999 microseconds' PRECEDING AND CURRENT ROW) AS n
+      FROM regstack.auth_rate_limit_events WHERE key LIKE 'mix%') AS w
+   GROUP BY key) AS k
+}), 'mix1=5,mix2=5,mix3=5',
+	'no 2-second window of a key holds more than 5 events, and 5 is reached');
+is($node->safe_psql('postgres', $lane_faults =~ s/key = \$1/key LIKE 'mix%'/r), '0',
+	'each lane of the mixed keys is gapless, occurred_at never decreasing');
 
 $node->stop;
 done_testing();
