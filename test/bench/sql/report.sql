@@ -56,8 +56,9 @@ WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VA
     (22, 'server CPU per token pair, Redis / regstack (report)', 'token_pair_cpu', 'redis', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
     (23, 'server CPU per check, plain SQL / regstack, spread, sync off (report)', 'rate_limit_cpu', 'plain_sql_spread', 'off', 'rate_limit_cpu', 'regstack_spread', 'off', NULL, NULL),
     (24, 'server CPU per check, regstack spread / hot, sync off (report)', 'rate_limit_cpu', 'regstack_spread', 'off', 'rate_limit_cpu', 'regstack_hot', 'off', NULL, NULL))
-SELECT t.ord, t.figure, n.median / d.median AS ratio, t.op, t.bound,
+SELECT t.ord, t.figure, n.median / nullif(d.median, 0) AS ratio, t.op, t.bound,
        CASE WHEN n.median IS NULL OR d.median IS NULL THEN 'not measured'
+            WHEN d.median = 0 THEN 'not measured (zero)'
             WHEN :'mode' = 'smoke' THEN 'not judged (smoke)'
             WHEN t.op IS NULL THEN 'report'
             WHEN t.op = '>=' AND n.median / d.median >= t.bound THEN 'met'
@@ -66,8 +67,9 @@ SELECT t.ord, t.figure, n.median / d.median AS ratio, t.op, t.bound,
   LEFT JOIN medians AS n ON (n.workload, n.contender, n.sync) = (t.num_w, t.num_c, t.num_s)
   LEFT JOIN medians AS d ON (d.workload, d.contender, d.sync) = (t.den_w, t.den_c, t.den_s)
 UNION ALL
-SELECT 13, 'token pair p99 reaping vs idle', r.p99_ms / i.p99_ms, '<=', 2.0,
+SELECT 13, 'token pair p99 reaping vs idle', r.p99_ms / nullif(i.p99_ms, 0), '<=', 2.0,
        CASE WHEN r.p99_ms IS NULL OR i.p99_ms IS NULL THEN 'not measured'
+            WHEN i.p99_ms = 0 THEN 'not measured (zero)'
             WHEN :'mode' = 'smoke' THEN 'not judged (smoke)'
             WHEN r.p99_ms / i.p99_ms <= 2.0 THEN 'met' ELSE 'NOT met' END
   FROM (SELECT 1) AS one
