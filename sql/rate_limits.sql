@@ -215,6 +215,26 @@ END
 $$;
 SELECT allowed, remaining FROM regstack.rate_limit_check('dup2', 'scan', 10, '1 hour');
 SELECT regstack.rate_limit_reset('dup'), regstack.rate_limit_reset('dup2');
+-- An index a DBA adds to the events table gets its entries (after the
+-- decision lock, where its checks may wait), and its constraint holds: an
+-- exclusion constraint refuses a second event of a key (23P01).
+CREATE INDEX dba_events_at ON regstack.auth_rate_limit_events (occurred_at);
+ALTER TABLE regstack.auth_rate_limit_events
+  ADD CONSTRAINT dba_one_event EXCLUDE USING btree (key WITH =)
+  WHERE (key OPERATOR(pg_catalog.=) 'dba');
+SELECT allowed FROM regstack.rate_limit_check('dba', 'scan', 10, '1 hour');
+SELECT regstack.rate_limit_record('dba', 'scan');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM regstack.auth_rate_limit_events
+ WHERE occurred_at > now() - interval '1 minute' AND key || '' = 'dba';
+SELECT count(*) FROM regstack.auth_rate_limit_events
+ WHERE occurred_at > now() - interval '1 minute' AND key || '' = 'dba';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+ALTER TABLE regstack.auth_rate_limit_events DROP CONSTRAINT dba_one_event;
+DROP INDEX regstack.dba_events_at;
+SELECT regstack.rate_limit_reset('dba');
 -- How many lanes a key may have: 1 to 64 (superuser setting).
 SHOW regstack.rate_limit_lanes;
 SET regstack.rate_limit_lanes = 0;

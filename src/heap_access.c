@@ -38,8 +38,8 @@ regstack_statement_snapshot(Snapshot *snapshot)
 }
 
 /* Open the indexes of rel for writer, unless it is open already. */
-void
-regstack_index_writer_open(RegstackIndexWriter *writer, Relation rel)
+static void
+index_writer_open(RegstackIndexWriter *writer, Relation rel)
 {
 	if (writer->estate != NULL)
 		return;
@@ -48,83 +48,149 @@ regstack_index_writer_open(RegstackIndexWriter *writer, Relation rel)
 	/* Range-table index 0: no query, so no updated-column set. */
 	InitResultRelInfo(writer->result_rel, rel, 0, NULL, 0);
 	ExecOpenIndices(writer->result_rel, false);
-	writer->deferred = NIL;
+	writer->primary = NULL;
+	writer->others = NULL;
+	writer->pending = NIL;
 }
 
 /*
  * Give the tuple just written from slot into rel its entries in every index
  * of rel, opening the indexes on the writer's first use (an all-zero writer
  * is unopened), so that a call writing several tuples opens them once.
- *
- * With defer, a unique check never waits for another transaction: where
- * it would, the index AM lets the entry in and the tuple is remembered for
- * regstack_index_writer_recheck(), which the caller runs once it may wait
- * (as a deferred unique constraint is checked at commit).  Exclusion
- * constraints may still wait: a caller that must not wait uses this only
- * on tables without them.
  */
 void
 regstack_index_writer_insert(RegstackIndexWriter *writer, Relation rel,
-							 TupleTableSlot *slot, bool update, bool defer)
+							 TupleTableSlot *slot, bool update)
 {
-	List	   *unsure;
-
-	regstack_index_writer_open(writer, rel);
+	index_writer_open(writer, rel);
 	Assert(writer->result_rel->ri_RelationDesc == rel);
-	unsure = ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
-								   update, defer, NULL, NIL);
-	if (unsure != NIL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
-		TupleTableSlot *copy = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-														&TTSOpsHeapTuple);
-
-		ExecCopySlot(copy, slot);
-		copy->tts_tid = slot->tts_tid;
-		writer->deferred = lappend(writer->deferred, copy);
-		MemoryContextSwitchTo(old);
-	}
+	(void) ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
+								 update, false, NULL, NIL);
 	ResetPerTupleExprContext(writer->estate);
 }
 
+/* A ResultRelInfo like all over the primary key alone, or every other index. */
+static ResultRelInfo *
+index_writer_subset(ResultRelInfo *all, Oid primary, bool want_primary)
+{
+	ResultRelInfo *subset = makeNode(ResultRelInfo);
+	int			n = 0;
+
+	*subset = *all;
+	subset->ri_IndexRelationDescs = palloc(sizeof(Relation) * Max(all->ri_NumIndices, 1));
+	subset->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * Max(all->ri_NumIndices, 1));
+	for (int i = 0; i < all->ri_NumIndices; i++)
+	{
+		if ((RelationGetRelid(all->ri_IndexRelationDescs[i]) == primary) != want_primary)
+			continue;
+		subset->ri_IndexRelationDescs[n] = all->ri_IndexRelationDescs[i];
+		subset->ri_IndexRelationInfo[n] = all->ri_IndexRelationInfo[i];
+		n++;
+	}
+	subset->ri_NumIndices = n;
+	return subset;
+}
+
 /*
- * Check again, waiting now for the transactions that wrote conflicting
- * entries, the unique indexes of the tuples whose check was deferred: a
- * duplicate that lives raises 23505, as a deferred constraint does.
+ * Open the indexes of rel for writes made under a lock that must not wait
+ * for another transaction: the primary key (index primary) apart from the
+ * others.  Call it before taking that lock (opening takes locks).
  */
 void
-regstack_index_writer_recheck(RegstackIndexWriter *writer)
+regstack_index_writer_open_split(RegstackIndexWriter *writer, Relation rel,
+								 Oid primary)
 {
-	ResultRelInfo *result_rel = writer->result_rel;
+	MemoryContext old;
+
+	index_writer_open(writer, rel);
+	if (writer->primary != NULL)
+		return;
+	old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
+	writer->primary = index_writer_subset(writer->result_rel, primary, true);
+	writer->others = index_writer_subset(writer->result_rel, primary, false);
+	MemoryContextSwitchTo(old);
+	if (writer->primary->ri_NumIndices != 1)
+		elog(ERROR, "primary key %u of \"%s\" is not among its indexes",
+			 primary, RelationGetRelationName(rel));
+}
+
+/*
+ * Give the tuple just written from slot its primary-key entry, without
+ * waiting for another transaction: a unique check that would wait lets
+ * the entry in (UNIQUE_CHECK_PARTIAL, as for a deferred constraint) and is
+ * run again by regstack_index_writer_finish(), which also gives the tuple
+ * its entries in the other indexes (whose checks, exclusion constraints
+ * included, may wait).
+ */
+void
+regstack_index_writer_insert_primary(RegstackIndexWriter *writer,
+									 TupleTableSlot *slot, bool update)
+{
+	List	   *unsure;
+	RegstackPendingEntry *entry;
+	MemoryContext old;
+
+	Assert(writer->primary != NULL);
+	unsure = ExecInsertIndexTuples(writer->primary, slot, writer->estate,
+								   update, true, NULL, NIL);
+	ResetPerTupleExprContext(writer->estate);
+	if (unsure == NIL && writer->others->ri_NumIndices == 0)
+		return;
+
+	/* A copy of the tuple, with its place, for after the lock. */
+	old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
+	entry = palloc(sizeof(RegstackPendingEntry));
+	entry->slot = MakeSingleTupleTableSlot(RelationGetDescr(writer->result_rel->ri_RelationDesc),
+										   &TTSOpsHeapTuple);
+	ExecCopySlot(entry->slot, slot);
+	entry->slot->tts_tid = slot->tts_tid;
+	entry->update = update;
+	entry->recheck = unsure != NIL;
+	writer->pending = lappend(writer->pending, entry);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * After the lock: the entries regstack_index_writer_insert_primary() left
+ * for later, waiting now where they must (23505 on a live duplicate of the
+ * primary key, as a deferred constraint raises it).
+ */
+void
+regstack_index_writer_finish(RegstackIndexWriter *writer)
+{
 	ListCell   *cell;
 
-	if (writer->estate == NULL || writer->deferred == NIL)
+	if (writer->estate == NULL || writer->pending == NIL)
 		return;
-	foreach(cell, writer->deferred)
+	foreach(cell, writer->pending)
 	{
-		TupleTableSlot *slot = (TupleTableSlot *) lfirst(cell);
-		ExprContext *econtext = GetPerTupleExprContext(writer->estate);
+		RegstackPendingEntry *entry = (RegstackPendingEntry *) lfirst(cell);
 
-		econtext->ecxt_scantuple = slot;
-		for (int i = 0; i < result_rel->ri_NumIndices; i++)
+		if (entry->recheck)
 		{
-			Relation	index = result_rel->ri_IndexRelationDescs[i];
-			IndexInfo  *info = result_rel->ri_IndexRelationInfo[i];
+			Relation	index = writer->primary->ri_IndexRelationDescs[0];
+			IndexInfo  *info = writer->primary->ri_IndexRelationInfo[0];
 			Datum		values[INDEX_MAX_KEYS];
 			bool		isnull[INDEX_MAX_KEYS];
 
-			if (!index->rd_index->indisunique)
-				continue;
-			FormIndexDatum(info, slot, writer->estate, values, isnull);
-			(void) index_insert(index, values, isnull, &slot->tts_tid,
-								result_rel->ri_RelationDesc,
+			GetPerTupleExprContext(writer->estate)->ecxt_scantuple = entry->slot;
+			FormIndexDatum(info, entry->slot, writer->estate, values, isnull);
+			(void) index_insert(index, values, isnull, &entry->slot->tts_tid,
+								writer->result_rel->ri_RelationDesc,
 								UNIQUE_CHECK_EXISTING, false, info);
+			ResetPerTupleExprContext(writer->estate);
 		}
-		ResetPerTupleExprContext(writer->estate);
-		ExecDropSingleTupleTableSlot(slot);
+		if (writer->others->ri_NumIndices > 0)
+		{
+			(void) ExecInsertIndexTuples(writer->others, entry->slot,
+										 writer->estate, entry->update,
+										 false, NULL, NIL);
+			ResetPerTupleExprContext(writer->estate);
+		}
+		ExecDropSingleTupleTableSlot(entry->slot);
 	}
-	list_free(writer->deferred);
-	writer->deferred = NIL;
+	list_free_deep(writer->pending);
+	writer->pending = NIL;
 }
 
 /* Close what regstack_index_writer_insert() opened, if anything. */
@@ -145,7 +211,7 @@ regstack_insert_index_entries(Relation rel, TupleTableSlot *slot, bool update)
 {
 	RegstackIndexWriter writer = {0};
 
-	regstack_index_writer_insert(&writer, rel, slot, update, false);
+	regstack_index_writer_insert(&writer, rel, slot, update);
 	regstack_index_writer_close(&writer);
 }
 

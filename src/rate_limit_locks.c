@@ -69,15 +69,11 @@ rate_locks_partition(const char *key, const char *type)
 	return &rate_locks[hash % REGSTACK_RATE_LOCKS].lock;
 }
 
-/*
- * Take the decision lock of (key, type); see the file header.  lightweight
- * says the caller's writes cannot wait (the tables have only their primary
- * keys): otherwise the advisory lock is taken even when preloaded.
- */
+/* Take the decision lock of (key, type); see the file header. */
 void
-regstack_rate_decide_lock(const char *key, const char *type, bool lightweight)
+regstack_rate_decide_lock(const char *key, const char *type)
 {
-	if (rate_locks_reserved && lightweight)
+	if (rate_locks_reserved)
 		LWLockAcquire(rate_locks_partition(key, type), LW_EXCLUSIVE);
 	else
 		(void) regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_DECIDE, key, type,
@@ -91,10 +87,9 @@ regstack_rate_decide_lock(const char *key, const char *type, bool lightweight)
  * that releasing it here would undo); a session-level lock must go here.
  */
 void
-regstack_rate_decide_unlock(const char *key, const char *type,
-							bool lightweight, bool on_error)
+regstack_rate_decide_unlock(const char *key, const char *type, bool on_error)
 {
-	if (rate_locks_reserved && lightweight)
+	if (rate_locks_reserved)
 	{
 		if (!on_error)
 			LWLockRelease(rate_locks_partition(key, type));

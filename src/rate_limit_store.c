@@ -95,26 +95,25 @@ regstack_rate_store_refresh(RegstackRateStore *store)
 }
 
 /*
- * Open the index writers before deciding, and say whether the tables have
- * only their primary keys: then no write under the decision lock can wait
- * for another transaction (unique checks are deferred; see
- * regstack_index_writer_insert()), and it may be a lightweight lock.
+ * Open the index writers before deciding: under the decision lock a write
+ * gives its tuple only the primary-key entry, without waiting, and
+ * regstack_rate_store_finish_writes() the rest after it.
  */
-bool
+void
 regstack_rate_store_prepare_writes(RegstackRateStore *store)
 {
-	regstack_index_writer_open(&store->state_indexes, store->state_rel);
-	regstack_index_writer_open(&store->event_indexes, store->events_rel);
-	return list_length(RelationGetIndexList(store->state_rel)) == 1 &&
-		list_length(RelationGetIndexList(store->events_rel)) == 1;
+	regstack_index_writer_open_split(&store->state_indexes, store->state_rel,
+									 RelationGetRelid(store->state_index));
+	regstack_index_writer_open_split(&store->event_indexes, store->events_rel,
+									 RelationGetRelid(store->events_index));
 }
 
-/* Run the unique checks deferred under the decision lock, waiting now. */
+/* After the decision lock: the index work left for then (may wait). */
 void
-regstack_rate_store_recheck(RegstackRateStore *store)
+regstack_rate_store_finish_writes(RegstackRateStore *store)
 {
-	regstack_index_writer_recheck(&store->state_indexes);
-	regstack_index_writer_recheck(&store->event_indexes);
+	regstack_index_writer_finish(&store->state_indexes);
+	regstack_index_writer_finish(&store->event_indexes);
 }
 
 /* Scan keys key = k->key AND event_type = k->event_type on index. */
@@ -130,18 +129,24 @@ rate_store_key_scankeys(Relation index, const RegstackRateKey *k,
 						   PointerGetDatum(k->event_type));
 }
 
-/* The transaction that holds a row lock of raw xmax xmax (infomask). */
+/*
+ * Who holds a row lock of raw xmax xmax (infomask): *mine when this
+ * transaction holds one that lets it update the row without waiting (FOR
+ * NO KEY UPDATE or FOR UPDATE), else *busy_xid when another running
+ * transaction holds one that makes an update wait (anything but FOR KEY
+ * SHARE).  Our own weaker lock is neither: the lane is locked properly
+ * before it is written.
+ */
 static void
 rate_store_locker(TransactionId xmax, uint16 infomask, bool *mine,
 				  TransactionId *busy_xid)
 {
 	if (!(infomask & HEAP_XMAX_IS_MULTI))
 	{
-		/* A key-share lock does not hold off our updates: not held. */
 		if (HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
 			return;
 		if (TransactionIdIsCurrentTransactionId(xmax))
-			*mine = true;
+			*mine = HEAP_XMAX_IS_EXCL_LOCKED(infomask);
 		else if (TransactionIdIsInProgress(xmax))
 			*busy_xid = xmax;
 		return;
@@ -150,16 +155,18 @@ rate_store_locker(TransactionId xmax, uint16 infomask, bool *mine,
 	{
 		MultiXactMember *members;
 		int			nmembers = GetMultiXactIdMembers(xmax, &members, false, true);
+		bool		strong_mine = false;
 
 		for (int i = 0; i < nmembers; i++)
 		{
 			if (members[i].status == MultiXactStatusForKeyShare)
 				continue;
 			if (TransactionIdIsCurrentTransactionId(members[i].xid))
-				*mine = true;
+				strong_mine |= members[i].status >= MultiXactStatusForNoKeyUpdate;
 			else if (TransactionIdIsInProgress(members[i].xid))
 				*busy_xid = members[i].xid;
 		}
+		*mine = strong_mine && !TransactionIdIsValid(*busy_xid);
 		if (nmembers > 0)
 			pfree(members);
 	}
@@ -417,8 +424,7 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 								InvalidSnapshot, true, &tmfd, &lockmode,
 								&update_indexes);
 	if (result == TM_Ok && update_indexes)
-		regstack_index_writer_insert(&store->state_indexes, store->state_rel,
-									 slot, true, true);
+		regstack_index_writer_insert_primary(&store->state_indexes, slot, true);
 	ExecDropSingleTupleTableSlot(slot);
 	return result == TM_Ok ? result : regstack_check_conflict(result);
 }
@@ -451,8 +457,7 @@ regstack_rate_state_insert(RegstackRateStore *store, const RegstackRateKey *k,
 	TupleTableSlot *slot = rate_store_state_slot(store, k, state);
 
 	table_tuple_insert(store->state_rel, slot, GetCurrentCommandId(true), 0, NULL);
-	regstack_index_writer_insert(&store->state_indexes, store->state_rel,
-								 slot, false, true);
+	regstack_index_writer_insert_primary(&store->state_indexes, slot, false);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
@@ -515,7 +520,6 @@ regstack_rate_event_insert(RegstackRateStore *store, const RegstackRateKey *k,
 	ExecStoreVirtualTuple(slot);
 
 	table_tuple_insert(store->events_rel, slot, GetCurrentCommandId(true), 0, NULL);
-	regstack_index_writer_insert(&store->event_indexes, store->events_rel,
-								 slot, false, true);
+	regstack_index_writer_insert_primary(&store->event_indexes, slot, false);
 	ExecDropSingleTupleTableSlot(slot);
 }

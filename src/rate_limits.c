@@ -513,14 +513,14 @@ rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
 static RateLimitStep
 rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
 						   const char *key, const char *type,
-						   bool lightweight, RateLimitMode mode,
-						   int32 max_events, int64 window_us,
-						   RateLimitView *view, RateLimitOutcome *out,
-						   TransactionId *wait_xid, ItemPointer wait_tid)
+						   RateLimitMode mode, int32 max_events,
+						   int64 window_us, RateLimitView *view,
+						   RateLimitOutcome *out, TransactionId *wait_xid,
+						   ItemPointer wait_tid)
 {
 	RateLimitStep step;
 
-	regstack_rate_decide_lock(key, type, lightweight);
+	regstack_rate_decide_lock(key, type);
 	PG_TRY();
 	{
 		step = rate_limits_attempt(store, k, key, type, mode, max_events,
@@ -528,11 +528,11 @@ rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
 	}
 	PG_CATCH();
 	{
-		regstack_rate_decide_unlock(key, type, lightweight, true);
+		regstack_rate_decide_unlock(key, type, true);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	regstack_rate_decide_unlock(key, type, lightweight, false);
+	regstack_rate_decide_unlock(key, type, false);
 	return step;
 }
 
@@ -550,20 +550,19 @@ rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
 	char	   *key = text_to_cstring(k->key);
 	char	   *type = text_to_cstring(k->event_type);
 	RateLimitStep step;
-	bool		lightweight;
 
 	regstack_rate_store_open(&store, mode == RATE_LIMITS_RECORD ?
 							 "rate_limit_record()" : "rate_limit_check()");
-	lightweight = regstack_rate_store_prepare_writes(&store);
+	regstack_rate_store_prepare_writes(&store);
 	do
 	{
 		TransactionId wait_xid = InvalidTransactionId;
 		ItemPointerData wait_tid;
 
-		step = rate_limits_attempt_locked(&store, k, key, type, lightweight,
-										  mode, max_events, window_us, view,
-										  out, &wait_xid, &wait_tid);
-		regstack_rate_store_recheck(&store);
+		step = rate_limits_attempt_locked(&store, k, key, type, mode,
+										  max_events, window_us, view, out,
+										  &wait_xid, &wait_tid);
+		regstack_rate_store_finish_writes(&store);
 		if (step == RATE_LIMITS_WAIT_XID && TransactionIdIsValid(wait_xid))
 			XactLockTableWait(wait_xid, NULL, NULL, XLTW_None);
 		else if (step == RATE_LIMITS_WAIT_KEY)

@@ -175,26 +175,38 @@ extern char *regstack_registry_keys(RegstackRegistryCache *cache);
 extern void regstack_statement_snapshot(Snapshot *snapshot);
 
 /* Index maintenance for tuples written directly into one relation. */
+/* A tuple whose index entries wait for regstack_index_writer_finish(). */
+typedef struct RegstackPendingEntry
+{
+	TupleTableSlot *slot;		/* a copy of the tuple, with its tid */
+	bool		update;			/* written by an update */
+	bool		recheck;		/* its primary-key check was deferred */
+} RegstackPendingEntry;
+
 typedef struct RegstackIndexWriter
 {
 	struct EState *estate;		/* NULL until first use */
-	struct ResultRelInfo *result_rel;
-	List	   *deferred;		/* tuples whose unique checks wait for
-								 * regstack_index_writer_recheck() */
+	struct ResultRelInfo *result_rel;	/* every index */
+	struct ResultRelInfo *primary;	/* split writes: the primary key ... */
+	struct ResultRelInfo *others;	/* ... and the other indexes */
+	List	   *pending;		/* RegstackPendingEntry for finish() */
 } RegstackIndexWriter;
 
-/* Open the indexes of rel for writer (done on first insert otherwise). */
-extern void regstack_index_writer_open(RegstackIndexWriter *writer,
-									   Relation rel);
-/*
- * Give the tuple just written from slot its entries in every index of rel;
- * with defer, unique checks that would wait are left to the recheck.
- */
+/* Give the tuple just written from slot its entries in every index of rel. */
 extern void regstack_index_writer_insert(RegstackIndexWriter *writer,
 										 Relation rel, TupleTableSlot *slot,
-										 bool update, bool defer);
-/* Run the deferred unique checks, waiting where needed (23505). */
-extern void regstack_index_writer_recheck(RegstackIndexWriter *writer);
+										 bool update);
+/*
+ * Split writes, for writes under a lock that must not wait: open (before
+ * the lock), the primary-key entry without waiting (under it), and the
+ * rest once it is released (finish).
+ */
+extern void regstack_index_writer_open_split(RegstackIndexWriter *writer,
+											 Relation rel, Oid primary);
+extern void regstack_index_writer_insert_primary(RegstackIndexWriter *writer,
+												 TupleTableSlot *slot,
+												 bool update);
+extern void regstack_index_writer_finish(RegstackIndexWriter *writer);
 extern void regstack_index_writer_close(RegstackIndexWriter *writer);
 /* The same for a single tuple: open, insert, close. */
 extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
@@ -463,10 +475,10 @@ extern int	regstack_rate_lanes_read(RegstackRateStore *store,
 									 const RegstackRateKey *k,
 									 RegstackRateLane *lanes,
 									 TransactionId *wait_xid);
-/* Open the index writers; true when the tables have only primary keys. */
-extern bool regstack_rate_store_prepare_writes(RegstackRateStore *store);
-/* Run the unique checks deferred while deciding. */
-extern void regstack_rate_store_recheck(RegstackRateStore *store);
+/* Open the index writers for writes under the decision lock. */
+extern void regstack_rate_store_prepare_writes(RegstackRateStore *store);
+/* After the decision lock: the index work left for then. */
+extern void regstack_rate_store_finish_writes(RegstackRateStore *store);
 /*
  * Whether a lane row of k that the transaction snapshot sees was since
  * updated (TM_Updated) or deleted (TM_Deleted) by a committed transaction,
@@ -536,11 +548,10 @@ extern TimestampTz regstack_rate_window_select(RegstackRateStore *store,
 /* Reserve the lightweight decision locks; from _PG_init when preloading. */
 extern void regstack_rate_locks_request(void);
 /* Take the decision lock of (key, event type) for the call. */
-extern void regstack_rate_decide_lock(const char *key, const char *type,
-									  bool lightweight);
+extern void regstack_rate_decide_lock(const char *key, const char *type);
 /* Release it (on_error: from an error path, where it may be gone). */
 extern void regstack_rate_decide_unlock(const char *key, const char *type,
-										bool lightweight, bool on_error);
+										bool on_error);
 
 /* ---- rate_limits.c: exact sliding-window rate limits ---- */
 
