@@ -235,6 +235,15 @@ RESET enable_bitmapscan;
 ALTER TABLE regstack.auth_rate_limit_events DROP CONSTRAINT dba_one_event;
 DROP INDEX regstack.dba_events_at;
 SELECT regstack.rate_limit_reset('dba');
+-- A deferrable constraint is checked at the call (no trigger runs on these
+-- direct writes to check it at commit).
+ALTER TABLE regstack.auth_rate_limit_events
+  ADD CONSTRAINT dba_one_event EXCLUDE USING btree (key WITH =)
+  WHERE (key OPERATOR(pg_catalog.=) 'dba') DEFERRABLE INITIALLY DEFERRED;
+SELECT regstack.rate_limit_record('dba', 'scan');
+SELECT regstack.rate_limit_record('dba', 'scan');
+ALTER TABLE regstack.auth_rate_limit_events DROP CONSTRAINT dba_one_event;
+SELECT regstack.rate_limit_reset('dba');
 -- How many lanes a key may have: 1 to 64 (superuser setting).
 SHOW regstack.rate_limit_lanes;
 SET regstack.rate_limit_lanes = 0;

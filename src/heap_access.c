@@ -54,6 +54,45 @@ index_writer_open(RegstackIndexWriter *writer, Relation rel)
 }
 
 /*
+ * Check now, waiting where needed, the constraints of result_rel's indexes
+ * named in unsure (index OIDs ExecInsertIndexTuples returned, or the one
+ * whose check was deferred) for the tuple in slot, as PostgreSQL's
+ * unique_key_recheck does at commit for a deferred constraint: a unique
+ * index by UNIQUE_CHECK_EXISTING, an exclusion constraint by
+ * check_exclusion_constraint (23505, 23P01 on a violation).  The direct
+ * paths fire no triggers, so a deferrable constraint is checked here, at
+ * the call, instead of at commit.
+ */
+static void
+index_writer_recheck(ResultRelInfo *result_rel, EState *estate,
+					 TupleTableSlot *slot, List *unsure)
+{
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < result_rel->ri_NumIndices; i++)
+	{
+		Relation	index = result_rel->ri_IndexRelationDescs[i];
+		IndexInfo  *info = result_rel->ri_IndexRelationInfo[i];
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		if (!list_member_oid(unsure, RelationGetRelid(index)))
+			continue;
+		FormIndexDatum(info, slot, estate, values, isnull);
+		if (info->ii_ExclusionOps != NULL)
+			check_exclusion_constraint(result_rel->ri_RelationDesc, index,
+									   info, &slot->tts_tid, values, isnull,
+									   estate, false);
+		else
+			(void) index_insert(index, values, isnull, &slot->tts_tid,
+								result_rel->ri_RelationDesc,
+								UNIQUE_CHECK_EXISTING, false, info);
+	}
+	ResetPerTupleExprContext(estate);
+}
+
+/*
  * Give the tuple just written from slot into rel its entries in every index
  * of rel, opening the indexes on the writer's first use (an all-zero writer
  * is unopened), so that a call writing several tuples opens them once.
@@ -62,11 +101,16 @@ void
 regstack_index_writer_insert(RegstackIndexWriter *writer, Relation rel,
 							 TupleTableSlot *slot, bool update)
 {
+	List	   *unsure;
+
 	index_writer_open(writer, rel);
 	Assert(writer->result_rel->ri_RelationDesc == rel);
-	(void) ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
-								 update, false, NULL, NIL);
+	unsure = ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
+								   update, false, NULL, NIL);
 	ResetPerTupleExprContext(writer->estate);
+	/* Deferrable constraints a DBA added: checked now (no triggers here). */
+	if (unsure != NIL)
+		index_writer_recheck(writer->result_rel, writer->estate, slot, unsure);
 }
 
 /* A ResultRelInfo like all over the primary key alone, or every other index. */
@@ -144,6 +188,7 @@ regstack_index_writer_insert_primary(RegstackIndexWriter *writer,
 										   &TTSOpsHeapTuple);
 	ExecCopySlot(entry->slot, slot);
 	entry->slot->tts_tid = slot->tts_tid;
+	entry->slot->tts_tableOid = slot->tts_tableOid;
 	entry->update = update;
 	entry->recheck = unsure != NIL;
 	writer->pending = lappend(writer->pending, entry);
@@ -167,25 +212,19 @@ regstack_index_writer_finish(RegstackIndexWriter *writer)
 		RegstackPendingEntry *entry = (RegstackPendingEntry *) lfirst(cell);
 
 		if (entry->recheck)
-		{
-			Relation	index = writer->primary->ri_IndexRelationDescs[0];
-			IndexInfo  *info = writer->primary->ri_IndexRelationInfo[0];
-			Datum		values[INDEX_MAX_KEYS];
-			bool		isnull[INDEX_MAX_KEYS];
-
-			GetPerTupleExprContext(writer->estate)->ecxt_scantuple = entry->slot;
-			FormIndexDatum(info, entry->slot, writer->estate, values, isnull);
-			(void) index_insert(index, values, isnull, &entry->slot->tts_tid,
-								writer->result_rel->ri_RelationDesc,
-								UNIQUE_CHECK_EXISTING, false, info);
-			ResetPerTupleExprContext(writer->estate);
-		}
+			index_writer_recheck(writer->primary, writer->estate, entry->slot,
+								 list_make1_oid(RelationGetRelid(writer->primary->ri_IndexRelationDescs[0])));
 		if (writer->others->ri_NumIndices > 0)
 		{
-			(void) ExecInsertIndexTuples(writer->others, entry->slot,
-										 writer->estate, entry->update,
-										 false, NULL, NIL);
+			List	   *unsure;
+
+			unsure = ExecInsertIndexTuples(writer->others, entry->slot,
+										   writer->estate, entry->update,
+										   false, NULL, NIL);
 			ResetPerTupleExprContext(writer->estate);
+			if (unsure != NIL)
+				index_writer_recheck(writer->others, writer->estate,
+									 entry->slot, unsure);
 		}
 		ExecDropSingleTupleTableSlot(entry->slot);
 	}

@@ -130,24 +130,26 @@ rate_store_key_scankeys(Relation index, const RegstackRateKey *k,
 }
 
 /*
- * Who holds a row lock of raw xmax xmax (infomask): *mine when this
- * transaction holds one that lets it update the row without waiting (FOR
- * NO KEY UPDATE or FOR UPDATE), else *busy_xid when another running
- * transaction holds one that makes an update wait (anything but FOR KEY
- * SHARE).  Our own weaker lock is neither: the lane is locked properly
- * before it is written.
+ * Who holds a row lock of raw xmax xmax (infomask, and whether infomask2
+ * has HEAP_KEYS_UPDATED): *mine when this
+ * transaction holds it FOR UPDATE, the one lock under which any update,
+ * whatever indexes a DBA adds, goes on without waiting; else *busy_xid
+ * when another running transaction holds a lock that can make an update
+ * wait (anything but FOR KEY SHARE, which waits only updates of key
+ * columns: a lane is locked FOR UPDATE, outside the decision lock when it
+ * must wait, before it is written).  Our own weaker lock is neither.
  */
 static void
-rate_store_locker(TransactionId xmax, uint16 infomask, bool *mine,
-				  TransactionId *busy_xid)
+rate_store_locker(TransactionId xmax, uint16 infomask, bool keys_updated,
+				  bool *mine, TransactionId *busy_xid)
 {
 	if (!(infomask & HEAP_XMAX_IS_MULTI))
 	{
-		if (HEAP_XMAX_IS_KEYSHR_LOCKED(infomask))
-			return;
+		/* FOR UPDATE: an exclusive lock that marks the keys (infomask2). */
 		if (TransactionIdIsCurrentTransactionId(xmax))
-			*mine = HEAP_XMAX_IS_EXCL_LOCKED(infomask);
-		else if (TransactionIdIsInProgress(xmax))
+			*mine = HEAP_XMAX_IS_EXCL_LOCKED(infomask) && keys_updated;
+		else if (!HEAP_XMAX_IS_KEYSHR_LOCKED(infomask) &&
+				 TransactionIdIsInProgress(xmax))
 			*busy_xid = xmax;
 		return;
 	}
@@ -159,11 +161,10 @@ rate_store_locker(TransactionId xmax, uint16 infomask, bool *mine,
 
 		for (int i = 0; i < nmembers; i++)
 		{
-			if (members[i].status == MultiXactStatusForKeyShare)
-				continue;
 			if (TransactionIdIsCurrentTransactionId(members[i].xid))
-				strong_mine |= members[i].status >= MultiXactStatusForNoKeyUpdate;
-			else if (TransactionIdIsInProgress(members[i].xid))
+				strong_mine |= members[i].status == MultiXactStatusForUpdate;
+			else if (members[i].status != MultiXactStatusForKeyShare &&
+					 TransactionIdIsInProgress(members[i].xid))
 				*busy_xid = members[i].xid;
 		}
 		*mine = strong_mine && !TransactionIdIsValid(*busy_xid);
@@ -188,6 +189,7 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	TransactionId xmax;
 	TransactionId updater = InvalidTransactionId;
 	uint16		infomask;
+	bool		keys_updated;
 	bool		moved;
 	bool		xmin_mine;
 	bool		xmin_running;
@@ -203,6 +205,7 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 	xmin = HeapTupleHeaderGetXmin(header);
 	xmin_hinted = HeapTupleHeaderXminCommitted(header);
 	infomask = header->t_infomask;
+	keys_updated = (header->t_infomask2 & HEAP_KEYS_UPDATED) != 0;
 	xmax = HeapTupleHeaderGetRawXmax(header);
 	moved = !ItemPointerEquals(&header->t_ctid, &bslot->base.tuple->t_self);
 	if (!(infomask & HEAP_XMAX_INVALID) && !HEAP_XMAX_IS_LOCKED_ONLY(infomask))
@@ -264,7 +267,8 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 			lane->busy_xid = updater;
 	}
 	else if (!(infomask & HEAP_XMAX_INVALID))
-		rate_store_locker(xmax, infomask, &lane->mine, &lane->busy_xid);
+		rate_store_locker(xmax, infomask, keys_updated, &lane->mine,
+						  &lane->busy_xid);
 
 	state = &lane->state;
 	state->lane = lane_no;
@@ -430,7 +434,7 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
- * Lock the row version at tid FOR NO KEY UPDATE, waiting for its holder, or
+ * Lock the row version at tid FOR UPDATE, waiting for its holder, or
  * without wait returning TM_WouldBlock when another transaction holds it;
  * other results as for update.
  */
@@ -442,7 +446,7 @@ regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid, bool wait)
 
 	result = table_tuple_lock(store->state_rel, tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleNoKeyExclusive,
+							  LockTupleExclusive,
 							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
 	if (result == TM_Ok || result == TM_WouldBlock)
 		return result;

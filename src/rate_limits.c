@@ -587,7 +587,10 @@ rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
 {
 	RegstackRateStore store;
 	RateLimitView *view = palloc(sizeof(RateLimitView));
+	ItemPointerData locked[REGSTACK_RATE_MAX_LANES];	/* versions we locked */
 
+	for (int i = 0; i < REGSTACK_RATE_MAX_LANES; i++)
+		ItemPointerSetInvalid(&locked[i]);
 	regstack_rate_store_open(&store, "rate_limit_check()");
 	regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, text_to_cstring(k->key),
 					   text_to_cstring(k->event_type));
@@ -602,15 +605,16 @@ rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
 			continue;
 		}
 		for (int i = 0; i < view->nlanes && held < 0; i++)
-			if (view->lanes[i].exists && !view->lanes[i].mine)
+			if (view->lanes[i].exists && !view->lanes[i].mine &&
+				!ItemPointerEquals(&view->lanes[i].state.tid, &locked[i]))
 				held = i;
 		if (held < 0)
 			break;
 		/* Lock the committed version, waiting for whoever changes it. */
-		if (view->lanes[held].has_committed)
-			(void) regstack_rate_state_lock(&store,
-											&view->lanes[held].committed_tid,
-											true);
+		if (view->lanes[held].has_committed &&
+			regstack_rate_state_lock(&store, &view->lanes[held].committed_tid,
+									 true) == TM_Ok)
+			locked[held] = view->lanes[held].committed_tid;
 		else if (TransactionIdIsValid(view->lanes[held].busy_xid))
 			XactLockTableWait(view->lanes[held].busy_xid, NULL, NULL,
 							  XLTW_None);
