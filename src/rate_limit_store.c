@@ -42,7 +42,27 @@
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "utils/fmgroids.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
+
+/*
+ * The lock heap_update takes on a lane row: FOR NO KEY UPDATE, unless an
+ * index a DBA added makes a column the update changes a key column (part
+ * of a unique index), when it is FOR UPDATE.  A lane is locked in the same
+ * mode before it is written: a stronger lock would make every update
+ * record a multixact of our lock and our update.
+ */
+static LockTupleMode
+rate_store_lane_lock(Relation state_rel)
+{
+	Bitmapset  *key_cols = RelationGetIndexAttrBitmap(state_rel,
+													  INDEX_ATTR_BITMAP_KEY);
+
+	for (int col = RS_STATE_NEXT_SEQ; col <= RS_STATE_NUM_COLS; col++)
+		if (bms_is_member(col - FirstLowInvalidHeapAttributeNumber, key_cols))
+			return LockTupleExclusive;
+	return LockTupleNoKeyExclusive;
+}
 
 /*
  * Open the tables, for writing when writer names the calling function
@@ -65,6 +85,7 @@ regstack_rate_store_open(RegstackRateStore *store, const char *writer)
 									 lockmode);
 	store->snapshot = NULL;
 	InitDirtySnapshot(store->dirty);
+	store->lane_lock = rate_store_lane_lock(store->state_rel);
 	memset(&store->state_indexes, 0, sizeof(store->state_indexes));
 	memset(&store->event_indexes, 0, sizeof(store->event_indexes));
 	store->state_slot = table_slot_create(store->state_rel, NULL);
@@ -131,24 +152,26 @@ rate_store_key_scankeys(Relation index, const RegstackRateKey *k,
 
 /*
  * Who holds a row lock of raw xmax xmax (infomask, and whether infomask2
- * has HEAP_KEYS_UPDATED): *mine when this
- * transaction holds it FOR UPDATE, the one lock under which any update,
- * whatever indexes a DBA adds, goes on without waiting; else *busy_xid
- * when another running transaction holds a lock that can make an update
- * wait (anything but FOR KEY SHARE, which waits only updates of key
- * columns: a lane is locked FOR UPDATE, outside the decision lock when it
- * must wait, before it is written).  Our own weaker lock is neither.
+ * has HEAP_KEYS_UPDATED): *mine when this transaction holds it in mode
+ * lane_lock or stronger, under which its update of the lane goes on
+ * without waiting; else *busy_xid when another running transaction holds
+ * a lock that can make that update wait (FOR KEY SHARE only when the
+ * update takes FOR UPDATE).  Our own weaker lock is neither: the lane is
+ * locked in lane_lock mode, outside the decision lock if it must wait,
+ * before it is written.
  */
 static void
 rate_store_locker(TransactionId xmax, uint16 infomask, bool keys_updated,
-				  bool *mine, TransactionId *busy_xid)
+				  LockTupleMode lane_lock, bool *mine, TransactionId *busy_xid)
 {
+	bool		keyshare_blocks = lane_lock == LockTupleExclusive;
+
 	if (!(infomask & HEAP_XMAX_IS_MULTI))
 	{
-		/* FOR UPDATE: an exclusive lock that marks the keys (infomask2). */
 		if (TransactionIdIsCurrentTransactionId(xmax))
-			*mine = HEAP_XMAX_IS_EXCL_LOCKED(infomask) && keys_updated;
-		else if (!HEAP_XMAX_IS_KEYSHR_LOCKED(infomask) &&
+			*mine = HEAP_XMAX_IS_EXCL_LOCKED(infomask) &&
+				(keys_updated || !keyshare_blocks);
+		else if ((keyshare_blocks || !HEAP_XMAX_IS_KEYSHR_LOCKED(infomask)) &&
 				 TransactionIdIsInProgress(xmax))
 			*busy_xid = xmax;
 		return;
@@ -161,9 +184,12 @@ rate_store_locker(TransactionId xmax, uint16 infomask, bool keys_updated,
 
 		for (int i = 0; i < nmembers; i++)
 		{
+			MultiXactStatus status = members[i].status;
+
 			if (TransactionIdIsCurrentTransactionId(members[i].xid))
-				strong_mine |= members[i].status == MultiXactStatusForUpdate;
-			else if (members[i].status != MultiXactStatusForKeyShare &&
+				strong_mine |= status == MultiXactStatusForUpdate ||
+					(status == MultiXactStatusForNoKeyUpdate && !keyshare_blocks);
+			else if ((keyshare_blocks || status != MultiXactStatusForKeyShare) &&
 					 TransactionIdIsInProgress(members[i].xid))
 				*busy_xid = members[i].xid;
 		}
@@ -267,8 +293,8 @@ rate_store_classify(RegstackRateStore *store, RegstackRateLane *lanes)
 			lane->busy_xid = updater;
 	}
 	else if (!(infomask & HEAP_XMAX_INVALID))
-		rate_store_locker(xmax, infomask, keys_updated, &lane->mine,
-						  &lane->busy_xid);
+		rate_store_locker(xmax, infomask, keys_updated, store->lane_lock,
+						  &lane->mine, &lane->busy_xid);
 
 	state = &lane->state;
 	state->lane = lane_no;
@@ -434,7 +460,7 @@ regstack_rate_state_update(RegstackRateStore *store, const RegstackRateKey *k,
 }
 
 /*
- * Lock the row version at tid FOR UPDATE, waiting for its holder, or
+ * Lock the row version at tid in store->lane_lock mode, waiting for its holder, or
  * without wait returning TM_WouldBlock when another transaction holds it;
  * other results as for update.
  */
@@ -446,7 +472,7 @@ regstack_rate_state_lock(RegstackRateStore *store, ItemPointer tid, bool wait)
 
 	result = table_tuple_lock(store->state_rel, tid, store->snapshot,
 							  store->state_slot, GetCurrentCommandId(false),
-							  LockTupleExclusive,
+							  store->lane_lock,
 							  wait ? LockWaitBlock : LockWaitSkip, 0, &tmfd);
 	if (result == TM_Ok || result == TM_WouldBlock)
 		return result;

@@ -51,8 +51,8 @@
  *
  * Checks with record => false lock the key, so that check, verify and
  * record in one transaction are atomic: they take the key's lanes lock in
- * exclusive mode (no lane can be added) and lock every lane row FOR
- * UPDATE, waiting for their holders, to the end of the transaction; then
+ * exclusive mode (no lane can be added) and lock every lane row (in the
+ * mode a lane update takes), waiting for their holders, to the end of the transaction; then
  * every event counted is committed or their own.
  *
  * Isolation.  In REPEATABLE READ and SERIALIZABLE, a call on a key whose

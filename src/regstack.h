@@ -452,6 +452,9 @@ typedef struct RegstackRateStore
 	Relation	events_index;
 	Snapshot	snapshot;		/* the statement's MVCC snapshot */
 	SnapshotData dirty;			/* sees rows of running transactions too */
+	LockTupleMode lane_lock;	/* the lock a lane update takes: FOR NO KEY
+								 * UPDATE, or FOR UPDATE when a unique index
+								 * covers a column updates change */
 	TupleTableSlot *state_slot;
 	TupleTableSlot *event_slot;
 	RegstackIndexWriter state_indexes;
