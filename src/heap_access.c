@@ -9,8 +9,12 @@
  * does for one: before each "statement" the command counter is advanced
  * and a fresh snapshot taken (as SPI does), every index of the table gets
  * its entry through ExecInsertIndexTuples (including any index a DBA adds,
- * with the usual unique checks), and a write that lost a race behaves as
- * UPDATE/DELETE does in the transaction's isolation level.
+ * with the usual unique checks; a deferrable constraint, which a trigger
+ * would check at commit, is checked at once), and a write that lost a race
+ * behaves as UPDATE/DELETE does in the transaction's isolation level.
+ * Writes under a lock that must not wait (rate limits' decision lock) use
+ * split writers: the primary-key entry under the lock, its deferred check
+ * and the other indexes after it.
  *
  *-------------------------------------------------------------------------
  */

@@ -808,8 +808,8 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
  * The purge statements: delete up to $1 rows past their cutoff ($2, $3: the
  * event types with a policy and their cutoffs; $4: the cutoff of all other
  * types) with ctid after $5, skipping rows others have locked; return how
- * many and the last ctid deleted.  The state row of a key goes once its
- * newest event is past the cutoff.
+ * many and the last ctid deleted.  A lane row goes once its newest event
+ * is past the cutoff.
  */
 #define RATE_LIMITS_PURGE_SQL(table, alias, stamp) \
 	"WITH deleted AS (" \
