@@ -11,7 +11,10 @@
 EXTENSION = regstack
 MODULE_big = regstack
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA_built = sql/regstack--1.0.sql
+# The install script of the current version is built from sql/install/;
+# released versions' scripts and the upgrade scripts are kept as files.
+DATA_built = sql/regstack--1.1.sql
+DATA = sql/regstack--1.0.sql sql/regstack--1.0--1.1.sql
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
@@ -33,7 +36,7 @@ ifneq ($(PROVE_TESTS),)
 TAP_TESTS = 1
 endif
 
-EXTRA_CLEAN = sql/regstack--1.0.sql output_iso tmp_check_iso
+EXTRA_CLEAN = sql/regstack--1.1.sql output_iso tmp_check_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -47,7 +50,7 @@ ifeq ($(with_ssl),openssl)
 SHLIB_LINK += -lcrypto
 endif
 
-sql/regstack--1.0.sql: $(sort $(wildcard sql/install/*.sql))
+sql/regstack--1.1.sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 
 # The benchmark: builds its own private copy, starts throwaway servers.

@@ -68,7 +68,13 @@ SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 513), 'pre_au
 SELECT count(*) FROM regstack.consume_token(repeat('A', 48), 'pre_auth');
 SELECT count(*) FROM regstack.consume_token(E'\u00e9\u00e9\u00e9', 'pre_auth');
 SELECT count(*) FROM regstack.consume_token(repeat(' ', 48), 'pre_auth');
-SELECT count(*) FROM regstack.peek_token(repeat('A', 48), 'no_such_type');
+-- A token type not in the registry is an error (22023, the known types in
+-- the hint), whatever the token: a typo must not look like a bad token.
+SELECT pg_temp.err($$SELECT * FROM regstack.consume_token(repeat('A', 48), 'no_such_type')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token(repeat('A', 48), 'no_such_type')$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.peek_token('not a token', 'no_such_type')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result(repeat('A', 48), 'no_such_type', 'r')$$);
+SELECT pg_temp.err($$SELECT regstack.attach_result('not a token', 'no_such_type', 'r')$$);
 
 -- attach_result.
 SELECT pg_temp.err($$SELECT regstack.attach_result(NULL, 'oidc_state', 'r')$$);

@@ -51,4 +51,4 @@ SELECT c.relname AS table_without_comment
 
 -- The install script refuses to run outside CREATE EXTENSION.
 \set ECHO none
-\i sql/regstack--1.0.sql
+\i sql/regstack--1.1.sql

@@ -159,51 +159,46 @@ SELECT seq, occurred_at >= clock_timestamp() + interval '59 minutes' AS at_key_c
   FROM regstack.auth_rate_limit_events WHERE key = 'ivan' ORDER BY seq;
 SELECT regstack.rate_limit_reset('ivan');
 
--- Lanes: a key's events may sit in several lanes (rows of the state table,
--- each with its own numbered log), made when calls record at once; they
--- count together.  Six events an hour's window holds, in three lanes,
--- 50, 40, 30, 30, 20 and 10 minutes old (two in different lanes equally
--- old), written directly in one transaction.
+-- retry_after: when enough of the oldest events have left that fewer than
+-- max_events remain.  Six events an hour's window holds, 50, 40, 30, 30,
+-- 20 and 10 minutes old (two equally old), written directly.
 BEGIN;
-INSERT INTO regstack.auth_rate_limit_events (key, event_type, lane, seq, occurred_at)
-SELECT 'lanes', 'scan', lane, seq, now() - age
-  FROM (VALUES (0, 0, interval '50 minutes'), (0, 1, interval '20 minutes'),
-               (1, 0, interval '40 minutes'), (1, 1, interval '30 minutes'),
-               (2, 0, interval '30 minutes'), (2, 1, interval '10 minutes'))
-       AS e(lane, seq, age);
-INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, last_at, clock_at)
-SELECT 'lanes', 'scan', lane, 2, 0, now() - age, now() - age
-  FROM (VALUES (0, interval '20 minutes'), (1, interval '30 minutes'),
-               (2, interval '10 minutes')) AS s(lane, age);
+INSERT INTO regstack.auth_rate_limit_events (key, event_type, seq, occurred_at)
+SELECT 'six', 'scan', seq, now() - age
+  FROM (VALUES (0, interval '50 minutes'), (1, interval '40 minutes'),
+               (2, interval '30 minutes'), (3, interval '30 minutes'),
+               (4, interval '20 minutes'), (5, interval '10 minutes'))
+       AS e(seq, age);
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, next_seq, start_seq, last_at, clock_at)
+VALUES ('six', 'scan', 6, 0, now() - interval '10 minutes', now() - interval '10 minutes');
 COMMIT;
--- Six events in the window, whatever lane they are in.
 SELECT allowed, remaining
-  FROM regstack.rate_limit_check('lanes', 'scan', 10, '1 hour', record => false);
--- retry_after: when enough of the oldest events (over all lanes) have left
--- that fewer than max_events remain.  max 6: the oldest (50 minutes) must
--- go; max 4: the third oldest, one of the two 30-minute-old ones; max 2:
--- the fifth (20 minutes); max 1: the newest.
+  FROM regstack.rate_limit_check('six', 'scan', 10, '1 hour', record => false);
+-- max 6: the oldest (50 minutes) must go; max 4: the third oldest, one of
+-- the two 30-minute-old ones; max 2: the fifth (20 minutes); max 1: the
+-- newest.
 SELECT m AS max_events, allowed, retry_after,
        reset_at = (SELECT max(occurred_at) + interval '1 hour'
-                     FROM regstack.auth_rate_limit_events WHERE key = 'lanes') AS resets_with_newest
+                     FROM regstack.auth_rate_limit_events WHERE key = 'six') AS resets_with_newest
   FROM unnest(ARRAY[6, 5, 4, 3, 2, 1]) AS m,
-       LATERAL regstack.rate_limit_check('lanes', 'scan', m, '1 hour', record => false);
--- A window that holds only the newer events counts those in each lane.
+       LATERAL regstack.rate_limit_check('six', 'scan', m, '1 hour', record => false);
+-- A shorter window holds only the newer events.
 SELECT allowed, remaining, retry_after
-  FROM regstack.rate_limit_check('lanes', 'scan', 3, '35 minutes', record => false);
--- A recording call writes to a lane (the first free one) and counts all.
+  FROM regstack.rate_limit_check('six', 'scan', 3, '35 minutes', record => false);
+-- A recording call counts all six and continues the sequence.
 SELECT allowed, remaining
-  FROM regstack.rate_limit_check('lanes', 'scan', 10, '1 hour');
-SELECT lane, next_seq FROM regstack.auth_rate_limit_state WHERE key = 'lanes' ORDER BY lane;
-SELECT regstack.rate_limit_reset('lanes');
--- A call that fails while it decides (its event's seq is taken by a row
--- written behind regstack's back: 23505) leaves no lock behind: the same
--- session calls again at once, inside an exception block too.
+  FROM regstack.rate_limit_check('six', 'scan', 10, '1 hour');
+SELECT next_seq, start_seq FROM regstack.auth_rate_limit_state WHERE key = 'six';
+SELECT regstack.rate_limit_reset('six');
+-- A call that fails while it writes (its event's seq is taken by a row
+-- written behind regstack's back: 23505, with the key in the context)
+-- leaves no lock behind: the same session calls again at once, inside an
+-- exception block too.
 BEGIN;
-INSERT INTO regstack.auth_rate_limit_events (key, event_type, lane, seq, occurred_at)
+INSERT INTO regstack.auth_rate_limit_events (key, event_type, seq, occurred_at)
+VALUES ('dup', 'scan', 0, now());
+INSERT INTO regstack.auth_rate_limit_state (key, event_type, next_seq, start_seq, clock_at)
 VALUES ('dup', 'scan', 0, 0, now());
-INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, clock_at)
-VALUES ('dup', 'scan', 0, 0, 0, now());
 COMMIT;
 SELECT allowed FROM regstack.rate_limit_check('dup', 'scan', 10, '1 hour');
 DO $$
@@ -214,10 +209,12 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 SELECT allowed, remaining FROM regstack.rate_limit_check('dup2', 'scan', 10, '1 hour');
+SELECT locktype, mode FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype IN ('advisory', 'tuple', 'transactionid');
 SELECT regstack.rate_limit_reset('dup'), regstack.rate_limit_reset('dup2');
--- An index a DBA adds to the events table gets its entries (after the
--- decision lock, where its checks may wait), and its constraint holds: an
--- exclusion constraint refuses a second event of a key (23P01).
+-- An index a DBA adds to the events table gets its entries, and its
+-- constraint holds: an exclusion constraint refuses a second event of a
+-- key (23P01).
 CREATE INDEX dba_events_at ON regstack.auth_rate_limit_events (occurred_at);
 ALTER TABLE regstack.auth_rate_limit_events
   ADD CONSTRAINT dba_one_event EXCLUDE USING btree (key WITH =)
@@ -235,24 +232,8 @@ RESET enable_bitmapscan;
 ALTER TABLE regstack.auth_rate_limit_events DROP CONSTRAINT dba_one_event;
 DROP INDEX regstack.dba_events_at;
 SELECT regstack.rate_limit_reset('dba');
--- A deferrable constraint is checked at the call (no trigger runs on these
--- direct writes to check it at commit).
-ALTER TABLE regstack.auth_rate_limit_events
-  ADD CONSTRAINT dba_one_event EXCLUDE USING btree (key WITH =)
-  WHERE (key OPERATOR(pg_catalog.=) 'dba') DEFERRABLE INITIALLY DEFERRED;
-SELECT regstack.rate_limit_record('dba', 'scan');
-SELECT regstack.rate_limit_record('dba', 'scan');
-ALTER TABLE regstack.auth_rate_limit_events DROP CONSTRAINT dba_one_event;
-SELECT regstack.rate_limit_reset('dba');
--- How many lanes a key may have: 1 to 64 (superuser setting).
-SHOW regstack.rate_limit_lanes;
-SET regstack.rate_limit_lanes = 0;
-SET regstack.rate_limit_lanes = 65;
+-- regstack.rate_limit_lanes (1.0) is gone: the prefix is reserved.
 SET regstack.rate_limit_lanes = 1;
-RESET regstack.rate_limit_lanes;
--- The state table accepts lanes 0 to 63 only.
-INSERT INTO regstack.auth_rate_limit_state (key, event_type, lane, next_seq, start_seq, clock_at)
-VALUES ('lanes', 'scan', 64, 0, 0, '2026-01-01');
 
 -- User policies: used at once, kept by pg_dump (builtin = false), and a
 -- changed shipped policy becomes a user row.

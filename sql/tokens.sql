@@ -2,6 +2,9 @@
 -- behaviour of each function on good input.  Errors: bad_input.sql.
 
 CREATE EXTENSION pgcrypto;
+\set ECHO none
+\i sql/include/err.sql
+\set ECHO all
 
 -- A token is 48 characters of base64url (its subject tag and 256 random
 -- bits, no padding) and only its SHA-256 is stored; pgcrypto's digest()
@@ -32,7 +35,8 @@ SELECT count(*) AS rows_wrong_challenge FROM regstack.peek_token(:'tok', 'pre_au
 SELECT count(*) AS wrong_challenge FROM regstack.consume_token(:'tok', 'pre_auth', 'cookie-2');
 SELECT count(*) AS no_challenge FROM regstack.consume_token(:'tok', 'pre_auth');
 SELECT count(*) AS wrong_type FROM regstack.consume_token(:'tok', 'password_reset', 'cookie-1');
-SELECT count(*) AS unknown_type FROM regstack.consume_token(:'tok', 'no_such_type', 'cookie-1');
+-- A type not in the registry is an error, and leaves the token in place.
+SELECT pg_temp.err(format($$SELECT * FROM regstack.consume_token(%L, 'no_such_type', 'cookie-1')$$, :'tok'));
 SELECT token_type, subject, provider, nonce, code_verifier, redirect_to, mode,
        linking_user_id, result, payload, expires_at - created_at AS ttl
   FROM regstack.consume_token(:'tok', 'pre_auth', 'cookie-1');

@@ -5,7 +5,7 @@
  *
  * Every SQL function works whether or not the library is preloaded;
  * preloading (shared_preload_libraries = 'regstack') is needed for the
- * background reaper, and gives rate limits cheaper decision locks.
+ * background reaper.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +31,7 @@ _PG_init(void)
 	 * only when preloaded (shared_preload_libraries = 'regstack').
 	 */
 	if (process_shared_preload_libraries_in_progress)
-	{
 		regstack_reaper_preload();
-		regstack_rate_locks_request();
-	}
 
 	MarkGUCPrefixReserved("regstack");
 }

@@ -14,9 +14,8 @@
  * Rows are found by that scan: the tokens table has no index on
  * expires_at, which keeps issue_token cheaper.
  *
- * If someone has put DELETE triggers or rules on the tokens table, the
- * purge runs the equivalent SQL statement instead (FOR UPDATE SKIP LOCKED,
- * then DELETE), so that they fire.
+ * The table is opened through tables.c, which refuses it (55000) when it
+ * has a trigger, a rule or anything else the direct delete would skip.
  *
  * Callers must be inside regstack_begin_call().
  *
@@ -28,7 +27,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -36,37 +34,6 @@
 #include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(regstack_purge_expired);
-
-/*
- * The SQL form of a batch, for tables with DELETE triggers or rules:
- * delete up to $1 expired rows with ctid in ($2, $3), skipping rows others
- * have locked; returns how many and the last ctid deleted.
- */
-#define PURGE_RANGE_SQL \
-	"WITH deleted AS (" \
-	" DELETE FROM regstack.auth_ephemeral_tokens" \
-	" WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(" \
-	"   SELECT ctid FROM regstack.auth_ephemeral_tokens" \
-	"   WHERE ctid OPERATOR(pg_catalog.>) $2" \
-	"     AND ctid OPERATOR(pg_catalog.<) $3" \
-	"     AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()" \
-	"   LIMIT $1 FOR UPDATE SKIP LOCKED))" \
-	" RETURNING ctid)" \
-	" SELECT pg_catalog.count(*), pg_catalog.max(ctid) FROM deleted"
-
-/* Do DELETE triggers or rules on rel need the SQL form? */
-static bool
-purge_needs_sql(Relation rel)
-{
-	TriggerDesc *triggers = rel->trigdesc;
-
-	return rel->rd_rules != NULL ||
-		(triggers != NULL &&
-		 (triggers->trig_delete_before_row || triggers->trig_delete_after_row ||
-		  triggers->trig_delete_instead_row ||
-		  triggers->trig_delete_before_statement ||
-		  triggers->trig_delete_after_statement));
-}
 
 /* Run a (count, max(ctid)) purge statement; see regstack.h. */
 int64
@@ -90,32 +57,14 @@ regstack_purge_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return deleted;
 }
 
-/* The SQL form of purge_tokens_direct(); see PURGE_RANGE_SQL. */
-static int64
-purge_tokens_sql(int64 limit, ItemPointer after, ItemPointer stop)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid purge_argtypes[3] = {INT8OID, TIDOID, TIDOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-
-	regstack_plan(&plan, PURGE_RANGE_SQL, 3, purge_argtypes);
-	values[0] = Int64GetDatum(limit);
-	if (limit <= 0)
-		nulls[0] = 'n';
-	values[1] = PointerGetDatum(after);
-	values[2] = PointerGetDatum(stop);
-	return regstack_purge_execute(plan, values, nulls, after, "expired tokens");
-}
-
 /*
  * Delete up to limit (<= 0: no limit) expired tokens with ctid in (after,
  * stop), scanning in ctid order, without waiting for rows others hold;
  * move *after to the last one deleted.
  */
 static int64
-purge_tokens_direct(Relation rel, int64 limit, ItemPointer after,
-					ItemPointer stop)
+purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
+					ItemPointer after, ItemPointer stop)
 {
 	Snapshot	snapshot = NULL;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -146,7 +95,9 @@ purge_tokens_direct(Relation rel, int64 limit, ItemPointer after,
 		   table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		expires_at = slot_getattr(slot, RS_COL_EXPIRES_AT, &isnull);
+		Datum		expires_at = slot_getattr(slot,
+											  info->attnum[RS_COL_EXPIRES_AT - 1],
+											  &isnull);
 		TM_FailureData tmfd;
 
 		if (isnull || DatumGetTimestampTz(expires_at) > now_ts)
@@ -180,17 +131,15 @@ int64
 regstack_purge_tokens_range(int64 limit, ItemPointer after,
 							BlockNumber stop_block, BlockNumber *nblocks)
 {
+	const RegstackTableInfo *info;
 	Relation	rel;
 	ItemPointerData stop;
 	int64		deleted;
 
 	PreventCommandIfReadOnly("purge_expired()");
-	rel = table_open(regstack_table_relid(RS_TABLE_TOKENS), RowExclusiveLock);
+	rel = regstack_table_open(RS_TABLE_TOKENS, RowExclusiveLock, &info);
 	ItemPointerSet(&stop, stop_block, 0);
-	if (purge_needs_sql(rel))
-		deleted = purge_tokens_sql(limit, after, &stop);
-	else
-		deleted = purge_tokens_direct(rel, limit, after, &stop);
+	deleted = purge_tokens_direct(rel, info, limit, after, &stop);
 	*nblocks = RelationGetNumberOfBlocks(rel);
 	table_close(rel, NoLock);
 	return deleted;

@@ -12,7 +12,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "rate_limits.h"
 
 #include <stddef.h>
 

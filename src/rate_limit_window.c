@@ -1,31 +1,30 @@
 /*-------------------------------------------------------------------------
  *
  * rate_limit_window.c
- *	  Sliding windows over the event log of a rate-limit key's lanes.
+ *	  The sliding window over a rate-limit key's event log.
  *
- * Each lane of a key (rate_limits.c) has its own log: events numbered by
- * seq = 0, 1, 2, ... in recording order, with occurred_at never decreasing
- * along seq, and a state row with next_seq and a pointer start_seq to the
- * first event inside a window of window_us ending at clock_at.  The events
- * of a lane inside the window are exactly seq start_seq .. next_seq - 1,
- * so counting them reads no rows; moving the pointer skips the events that
- * left the window since, by galloping then binary search over seq (one
- * index probe each): O(log k) probes for k events that left, nothing while
- * none did.  A call with another window searches from the old pointer in
- * whichever direction the new window needs.
+ * A key's events (rate_limits.c) are numbered seq = 0, 1, 2, ... in
+ * recording order, with occurred_at never decreasing along seq, and its
+ * state row holds next_seq and a pointer start_seq to the first event
+ * inside a window of window_us ending at clock_at.  The events inside the
+ * window are exactly seq start_seq .. next_seq - 1, so counting them reads
+ * no rows; moving the pointer skips the events that left the window since,
+ * by galloping then binary search over seq (one index probe each): O(log k)
+ * probes for k events that left, nothing while none did.  A call with
+ * another window searches from the old pointer in whichever direction the
+ * new window needs.
  *
- * A denied call's retry_after needs the r-th oldest event inside the
- * window over all lanes; regstack_rate_window_select() finds it by
- * selection over the lanes' sorted logs, O(lanes * log^2) probes.
+ * Everything here works on a state in memory, read through the caller's
+ * snapshot (rate_limit_store.c); writing it back is the caller's.
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "rate_limits.h"
 
 /*
  * The first event inside the window (occurred_at > cutoff) among seq <
- * next_seq of lane: its seq in *first (next_seq when there is none) and
- * time in *first_at.
+ * next_seq: its seq in *first (next_seq when there is none) and time in
+ * *first_at.
  *
  * P(x) = "the first event with seq >= x is inside the window, or there is
  * none" is monotonic in x because occurred_at never decreases along seq;
@@ -35,7 +34,7 @@
  * a pointer that moves by k.  hint_out says P(hint) is known to be false.
  */
 static void
-window_find(RegstackRateStore *store, const RegstackRateKey *k, int16 lane,
+window_find(RegstackRateStore *store, const RegstackRateKey *k,
 			int64 next_seq, int64 hint, bool hint_out, TimestampTz cutoff,
 			int64 *first, TimestampTz *first_at)
 {
@@ -50,7 +49,7 @@ window_find(RegstackRateStore *store, const RegstackRateKey *k, int16 lane,
 
 /* P(x), probing; on true, remember x as the new t. */
 #define WINDOW_P(x) \
-	((found = regstack_rate_event_probe(store, k, lane, (x), false, &seq, &at)), \
+	((found = regstack_rate_event_probe(store, k, (x), false, &seq, &at)), \
 	 (!found || seq >= next_seq || at > cutoff) ? \
 	 (t = (x), t_seq = (found && seq < next_seq) ? seq : next_seq, \
 	  t_at = at, true) : false)
@@ -107,8 +106,8 @@ window_find(RegstackRateStore *store, const RegstackRateKey *k, int16 lane,
 	*first_at = t_at;
 }
 
-/* Move the pointer of *state to the window ending at now; see regstack.h. */
-bool
+/* Move the pointer of *state to the window ending at now_ts; see rate_limits.h. */
+void
 regstack_rate_window_advance(RegstackRateStore *store, const RegstackRateKey *k,
 							 RegstackRateState *state, int64 window_us,
 							 TimestampTz now_ts)
@@ -121,20 +120,16 @@ regstack_rate_window_advance(RegstackRateStore *store, const RegstackRateKey *k,
 	/* A pointer for this window: events before it stay out. */
 	if (same_window &&
 		(state->start_seq >= state->next_seq || state->start_at > cutoff))
-		return false;
-	window_find(store, k, state->lane, state->next_seq, state->start_seq,
-				same_window, cutoff, &first, &first_at);
-	if (same_window && first == state->start_seq)
-		return false;
+		return;
+	window_find(store, k, state->next_seq, state->start_seq, same_window,
+				cutoff, &first, &first_at);
 	state->start_seq = first;
 	state->start_at = first_at;
 	state->window_known = true;
 	state->window_us = window_us;
-	state->clock_at = now_ts;
-	return true;
 }
 
-/* Append one event to *state at time now (in memory); returns its seq. */
+/* Append one event to *state at time now_ts (in memory); returns its seq. */
 int64
 regstack_rate_window_append(RegstackRateState *state, TimestampTz now_ts)
 {
@@ -149,121 +144,40 @@ regstack_rate_window_append(RegstackRateState *state, TimestampTz now_ts)
 	return state->next_seq++;
 }
 
-/* A state for a lane without a row, after its leftover events; see regstack.h. */
-bool
-regstack_rate_window_new_lane(RegstackRateStore *store, const RegstackRateKey *k,
-							  int16 lane, TimestampTz clock,
-							  RegstackRateState *state)
+/* A state for a key without a row, after its leftover events; see rate_limits.h. */
+void
+regstack_rate_window_new_key(RegstackRateStore *store, const RegstackRateKey *k,
+							 TimestampTz clock, RegstackRateState *state)
 {
 	int64		last_seq;
 	TimestampTz last_at;
 
 	memset(state, 0, sizeof(*state));
-	state->lane = lane;
 	state->clock_at = clock;
 	ItemPointerSetInvalid(&state->tid);
-	if (!regstack_rate_event_probe(store, k, lane, 0, true, &last_seq, &last_at))
-		return false;
-	/* A reset or purge may have deleted them in between. */
-	if (!regstack_rate_event_probe(store, k, lane, 0, false, &state->start_seq,
+	if (!regstack_rate_event_probe(store, k, 0, true, &last_seq, &last_at) ||
+		!regstack_rate_event_probe(store, k, 0, false, &state->start_seq,
 								   &state->start_at))
-		return false;
+		return;
 	state->next_seq = last_seq + 1;
 	state->has_last = true;
 	state->last_at = last_at;
 	state->clock_at = Max(last_at, clock);
-	return true;
 }
 
 /*
- * The time of event seq of lane, which was counted; should a purge have
- * removed it meanwhile (only an event past its policy's window goes), the
- * next event's, or "long ago" when none is left.
+ * The time of event seq of k, which the caller counted; should a purge
+ * have removed it meanwhile (only an event past its policy's window goes),
+ * the next event's, or "long ago" when none is left.
  */
-static TimestampTz
-window_event_at(RegstackRateStore *store, const RegstackRateKey *k,
-				int16 lane, int64 seq)
+TimestampTz
+regstack_rate_window_event_at(RegstackRateStore *store, const RegstackRateKey *k,
+							  int64 seq)
 {
 	int64		found_seq;
 	TimestampTz at;
 
-	if (!regstack_rate_event_probe(store, k, lane, seq, false, &found_seq, &at))
+	if (!regstack_rate_event_probe(store, k, seq, false, &found_seq, &at))
 		return DT_NOBEGIN;
 	return at;
-}
-
-/*
- * How many events of lane in [lo, hi) come before (at, pivot_lane,
- * pivot_seq) in the order (occurred_at, lane, seq): a prefix, found by
- * bisection.
- */
-static int64
-window_rank(RegstackRateStore *store, const RegstackRateKey *k, int16 lane,
-			int64 lo, int64 hi, TimestampTz at, int16 pivot_lane,
-			int64 pivot_seq)
-{
-	int64		f = lo - 1;		/* last known before the pivot */
-	int64		t = hi;			/* first known not before it */
-
-	if (lane == pivot_lane)
-		return Max(Min(pivot_seq, hi) - lo, 0);
-	while (t - f > 1)
-	{
-		int64		m = f + (t - f) / 2;
-		TimestampTz m_at = window_event_at(store, k, lane, m);
-
-		if (m_at < at || (m_at == at && lane < pivot_lane))
-			f = m;
-		else
-			t = m;
-	}
-	return t - lo;
-}
-
-/* The rank-th oldest event of the lanes' ranges; see regstack.h. */
-TimestampTz
-regstack_rate_window_select(RegstackRateStore *store, const RegstackRateKey *k,
-							int nlanes, int64 *lo, int64 *hi, int64 rank)
-{
-	int64		below[REGSTACK_RATE_MAX_LANES];
-
-	for (;;)
-	{
-		int			pivot_lane = -1;
-		int64		pivot_seq;
-		TimestampTz pivot_at;
-		int64		less = 0;
-
-		/* Pivot: the middle of the longest range. */
-		for (int i = 0; i < nlanes; i++)
-			if (hi[i] > lo[i] &&
-				(pivot_lane < 0 || hi[i] - lo[i] > hi[pivot_lane] - lo[pivot_lane]))
-				pivot_lane = i;
-		if (pivot_lane < 0)
-			elog(ERROR, "rate-limit window selection ran out of events");
-		pivot_seq = lo[pivot_lane] + (hi[pivot_lane] - lo[pivot_lane]) / 2;
-		pivot_at = window_event_at(store, k, pivot_lane, pivot_seq);
-
-		for (int i = 0; i < nlanes; i++)
-		{
-			below[i] = hi[i] > lo[i] ?
-				window_rank(store, k, i, lo[i], hi[i], pivot_at, pivot_lane,
-							pivot_seq) : 0;
-			less += below[i];
-		}
-		if (rank == less)
-			return pivot_at;
-		for (int i = 0; i < nlanes; i++)
-		{
-			if (rank < less)
-				hi[i] = lo[i] + below[i];
-			else
-				lo[i] += below[i];
-		}
-		if (rank > less)
-		{
-			rank -= less + 1;
-			lo[pivot_lane] = pivot_seq + 1;
-		}
-	}
 }

@@ -11,90 +11,61 @@
  * 30 days, as in interval comparison, so that "e + within" is exactly when
  * an event stops counting.
  *
- * Data: lanes.  A key's events are kept in one or more lanes.  A lane is a
- * row of regstack.auth_rate_limit_state (key, event_type, lane) with its
- * own numbered event log in regstack.auth_rate_limit_events and a pointer
- * to the first event inside the window, so that a lane's count is
- * next_seq - start_seq and no rows are counted (rate_limit_window.c).  A
- * lane is written by one transaction at a time: a recording call updates
- * its row and inserts the event, and holds the row until it commits.  A
- * key starts with lane 0 and gets another lane only when a call finds
- * every lane held by other running transactions (up to
- * regstack.rate_limit_lanes), so that calls on a hot key need not wait for
- * each other's commits: their WAL flushes overlap.  If a transaction rolls
- * back, its lane row and events go with it, and each lane's log stays
- * numbered without gaps.
+ * Data.  A key's events are rows of regstack.auth_rate_limit_events,
+ * numbered by seq without gaps; its row in regstack.auth_rate_limit_state
+ * holds the next seq and a pointer to the first event inside the window,
+ * so that a count is a subtraction (rate_limit_window.c).  Every event is
+ * written together with an update of the state row, so the state row
+ * serializes the recording calls on a key, as a plain SQL counter row
+ * would: a call that records holds the row until its transaction ends.
  *
- * Deciding (rate_limits_decide).  A call takes the key's decision lock
- * (class REGSTACK_LOCK_CLASS_RATE_DECIDE: a session-level advisory lock it
- * releases as soon as it has decided and written, never held across a
- * commit), reads every lane with a dirty snapshot, and counts the events
- * inside the window: committed ones (and its own transaction's) and, apart,
- * those of running transactions (in flight), which the dirty snapshot
- * sees.  Under the decision lock every earlier decision on the key is
- * visible, committed or in flight, so:
- *   - committed >= max_events: denied; nothing written, nothing held;
- *   - committed + in flight < max_events: allowed, whatever the running
- *     transactions then do;
- *   - in between: the call depends on whether they commit, so it waits for
- *     one of them (outside the decision lock) and decides again.
- * Each decision is therefore the one a serial order would give, as when a
- * single row serialized the calls, but only a call near the limit waits.
- * An allowed call writes to a lane its transaction already holds, else a
- * free one, else a new one (taking the key's lanes lock in share mode,
- * class REGSTACK_LOCK_CLASS_RATE_KEY, to the end of the transaction); when
- * every lane is held and no more may be added, it waits for the holder of
- * one.  Nothing waits while holding the decision lock: a free lane is
- * locked without waiting before it is updated (one that a reset, a purge
- * or a check took meanwhile is locked, waiting, outside the decision lock,
- * and the call decides again).
- *
- * Checks with record => false lock the key, so that check, verify and
- * record in one transaction are atomic: they take the key's lanes lock in
- * exclusive mode (no lane can be added) and lock every lane row (in the
- * mode a lane update takes), waiting for their holders, to the end of the transaction; then
- * every event counted is committed or their own.
- *
- * Isolation.  In REPEATABLE READ and SERIALIZABLE, a call on a key whose
- * lanes a committed transaction changed after the transaction's snapshot
- * (updated, made or deleted one) raises a serialization failure (40001)
- * instead of deciding on counts the snapshot does not show.  Lanes that
- * running transactions hold are counted as in flight, as in READ
- * COMMITTED.
- *
- * All locks are transaction-scoped or released before the call returns:
- * nothing survives the transaction, so this works behind PgBouncer in
- * transaction mode.
+ * The protocol of a call, its invariants, its waits and why none can hang
+ * or leak, and how each isolation level behaves, are in
+ * docs/rate-limits.md; in short:
+ *	- read the state row and the events with the statement's snapshot, and
+ *	  decide from them;
+ *	- a denial from that read writes nothing and locks nothing;
+ *	- an allowed recording call updates the row it read; if another
+ *	  transaction changed it since the snapshot, the update waits for that
+ *	  transaction, and then (READ COMMITTED) the call locks the newest
+ *	  version and decides again on what is then committed (REPEATABLE
+ *	  READ: 40001, as UPDATE raises it);
+ *	- a check with record => false that is allowed locks the row too
+ *	  (FOR NO KEY UPDATE), so check, verify and record in one transaction
+ *	  are atomic;
+ *	- a key without a state row is created under a transaction-scoped
+ *	  advisory lock on the key (key_locks.c), so that two first calls
+ *	  cannot both create it.
+ * Every wait is PostgreSQL's own (a row lock, a transaction, a
+ * heavyweight lock): cancellable, seen by the deadlock detector, and
+ * released at the end of the (sub)transaction.
  *
  * Time.  A call reads the system clock (GetCurrentTimestamp, not
- * transaction time) under the decision lock and judges the window at
- * now = max(clock, the lanes' clock_at): the key's clock never goes back,
- * so occurred_at is monotonic along each lane's seq, and in decision order
- * over the key, even if the system clock steps back.  The guarantee is
- * stated on the stamps: in the event log, no window of length within ever
- * holds more than max_events events of a key (each allowed call counted
- * the events stamped within its own stamp's window).  retry_after counts
- * from the system clock.
+ * transaction time) and judges the window at now = max(clock, the row's
+ * clock_at): the key's clock never goes back, so occurred_at never
+ * decreases along seq even if the system clock steps back.  The guarantee
+ * is stated on the stamps: in the event log, no window of length within
+ * ever holds more than max_events events of a key recorded by
+ * rate_limit_check.  retry_after counts from the system clock.
  *
  * Purge deletes events older than their policy's window (or than
- * regstack.event_retention without a policy) plus a margin, and lane rows
- * whose newest event is that old.  A lane row made again later starts
- * after any leftover events of its lane (next_seq = max(seq) + 1), with its
- * pointer unknown, so the first call searches for the window; while lane 0
- * has no row, its leftover events are counted all the same.
+ * regstack.event_retention without a policy) plus a margin, and state rows
+ * whose newest event is that old.  A key whose row was purged starts again
+ * after any leftover events (next_seq = max(seq) + 1), with its pointer
+ * unknown, and counts them.
  *
  * rate_limit_reset and the purge run their SQL inside regstack_begin_call().
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "rate_limits.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -114,14 +85,16 @@ PG_FUNCTION_INFO_V1(regstack_rate_limit_reset);
  */
 #define RATE_LIMITS_PURGE_MARGIN		(60 * USECS_PER_SEC)
 
+/* Longest key a context line quotes, in bytes. */
+#define RATE_LIMITS_CONTEXT_KEY_BYTES	128
+
 /* Filled in by regstack_rate_limits_define_settings(). */
 static int	rate_limits_event_retention = SECS_PER_DAY;
-static int	rate_limits_max_lanes = 16;
 
 #define RATE_LIMITS_KEY_QUAL \
 	" key OPERATOR(pg_catalog.=) $1 AND event_type OPERATOR(pg_catalog.=) $2"
 
-/* Define regstack.event_retention and regstack.rate_limit_lanes. */
+/* Define regstack.event_retention. */
 void
 regstack_rate_limits_define_settings(void)
 {
@@ -134,18 +107,9 @@ regstack_rate_limits_define_settings(void)
 							SECS_PER_DAY, 1, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("regstack.rate_limit_lanes",
-							"How many lanes one rate-limit key may have.",
-							"A key gets another lane when a recording call finds every lane "
-							"held by other running transactions; with 1, calls on one key "
-							"wait for each other's commits.",
-							&rate_limits_max_lanes,
-							16, 1, REGSTACK_RATE_MAX_LANES,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
 }
 
-/* A window as microseconds; see regstack.h. */
+/* A window as microseconds; see rate_limits.h. */
 int64
 regstack_rate_limit_window_us(const Interval *within, const char *name)
 {
@@ -192,34 +156,36 @@ typedef struct RateLimitOutcome
 	TimestampTz reset_at;
 } RateLimitOutcome;
 
-/* A key's lanes, and what a call counts in each. */
-typedef struct RateLimitView
+/* One call on one key: what it read and what its transaction holds. */
+typedef struct RateLimitCall
 {
-	int			nlanes;			/* lanes[0 .. nlanes - 1] were read */
-	RegstackRateLane lanes[REGSTACK_RATE_MAX_LANES];
-	bool		lane0_leftover; /* lane 0 has no row but events, which
-								 * lanes[0].state describes */
-	int64		committed[REGSTACK_RATE_MAX_LANES]; /* inside the window:
-													 * committed or ours */
-	int64		inflight[REGSTACK_RATE_MAX_LANES];	/* ... of running
-													 * transactions */
-	int64		total_committed;
-	int64		total_inflight;
+	RegstackRateStore store;
+	const RegstackRateKey *k;
+	RateLimitMode mode;
+	int32		max_events;		/* not for RATE_LIMITS_RECORD */
+	int64		window_us;		/* not for RATE_LIMITS_RECORD */
+	bool		key_locked;		/* holds the key's advisory lock */
+	bool		row_locked;		/* locked the state row in this call */
+	bool		exists;			/* the key has a state row ... */
+	RegstackRateState state;	/* ... read as this (else from leftovers),
+								 * its pointer moved to the window */
+	int64		count;			/* events inside the window */
 	TimestampTz clock;			/* the system clock */
 	TimestampTz now_ts;			/* the key's clock: never goes back */
-	TransactionId wait_xid;		/* valid: a lane was caught between two
-								 * versions; wait for this, read again */
-} RateLimitView;
+} RateLimitCall;
 
-/* How one attempt under the decision lock ended. */
-typedef enum RateLimitStep
+/* Error context: which key a call was deciding (e.g. for a 40P01). */
+static void
+rate_limits_error_context(void *arg)
 {
-	RATE_LIMITS_DONE,			/* decided, and written if allowed */
-	RATE_LIMITS_WAIT_XID,		/* wait for transaction wait_xid, again */
-	RATE_LIMITS_WAIT_KEY,		/* wait for the key's lanes lock, again */
-	RATE_LIMITS_WAIT_ROW,		/* lock the lane row at wait_tid, again */
-	RATE_LIMITS_AGAIN			/* the lane row changed meanwhile: again */
-} RateLimitStep;
+	const RegstackRateKey *k = (const RegstackRateKey *) arg;
+	char	   *key = text_to_cstring(k->key);
+	int			len = pg_mbcliplen(key, strlen(key), RATE_LIMITS_CONTEXT_KEY_BYTES);
+
+	errcontext("rate limit of key \"%.*s\"%s, event type \"%s\"",
+			   len, key, key[len] ? "..." : "",
+			   text_to_cstring(k->event_type));
+}
 
 /* Whole seconds from now until until, rounded up, as an interval. */
 static Interval *
@@ -234,410 +200,206 @@ rate_limits_seconds_until(TimestampTz until, TimestampTz now_ts)
 	return result;
 }
 
-/* Whether lanes[i] holds events the view counts (a row, or lane 0's leftovers). */
-static inline bool
-rate_limits_lane_counts(const RateLimitView *view, int i)
-{
-	return view->lanes[i].exists || (i == 0 && view->lane0_leftover);
-}
-
 /*
- * Read k's lanes into *view with a new statement snapshot and the clock,
- * and, with count, each lane's events inside a window of window_us ending
- * at the key's clock, split into committed (or ours) and in flight.  With
- * view->wait_xid set, the read is incomplete: wait for it, read again.
+ * Read the key with a new statement snapshot: its state row (or, without
+ * one, the events left over from a purged row), the clock, and for the
+ * checks the events inside the window.  (invariant R1 of the design)
  */
 static void
-rate_limits_read(RegstackRateStore *store, const RegstackRateKey *k,
-				 RateLimitView *view, bool count, int64 window_us)
+rate_limits_read(RateLimitCall *call)
 {
-	TimestampTz key_clock = 0;
+	RegstackRateStore *store = &call->store;
 
 	regstack_rate_store_refresh(store);
-	view->nlanes = regstack_rate_lanes_read(store, k, view->lanes,
-											&view->wait_xid);
-	if (TransactionIdIsValid(view->wait_xid))
-		return;
-	if (IsolationUsesXactSnapshot())
+	call->clock = GetCurrentTimestamp();
+	call->exists = regstack_rate_store_read(store, call->k, &call->state);
+	if (!call->exists)
+		regstack_rate_window_new_key(store, call->k, call->clock, &call->state);
+	call->now_ts = Max(call->clock, call->state.clock_at);
+	call->count = 0;
+	if (call->mode != RATE_LIMITS_RECORD)
 	{
-		TM_Result	changed = regstack_rate_lanes_changed(store, k);
-
-		for (int i = 0; i < view->nlanes; i++)
-			if (view->lanes[i].unseen)
-				changed = TM_Updated;
-		if (changed != TM_Ok)
-			(void) regstack_check_conflict(changed);
-	}
-	view->clock = GetCurrentTimestamp();
-
-	/* Lane 0 without a row: events left over from a purged one count. */
-	view->lane0_leftover = false;
-	if (!view->lanes[0].exists &&
-		regstack_rate_window_new_lane(store, k, 0, view->clock,
-									  &view->lanes[0].state))
-	{
-		view->lane0_leftover = true;
-		view->lanes[0].has_committed = true;
-		view->lanes[0].committed_next = view->lanes[0].state.next_seq;
-		view->nlanes = Max(view->nlanes, 1);
-	}
-
-	for (int i = 0; i < view->nlanes; i++)
-		if (rate_limits_lane_counts(view, i))
-			key_clock = Max(key_clock, view->lanes[i].state.clock_at);
-	view->now_ts = Max(view->clock, key_clock);
-
-	view->total_committed = 0;
-	view->total_inflight = 0;
-	for (int i = 0; i < view->nlanes; i++)
-	{
-		RegstackRateLane *lane = &view->lanes[i];
-		RegstackRateState *state = &lane->state;
-		int64		total;
-		int64		committed;
-
-		view->committed[i] = 0;
-		view->inflight[i] = 0;
-		if (!count || !rate_limits_lane_counts(view, i))
-			continue;
-		(void) regstack_rate_window_advance(store, k, state, window_us,
-											view->now_ts);
-		total = state->next_seq - state->start_seq;
-		if (lane->mine || !TransactionIdIsValid(lane->busy_xid))
-			committed = total;
-		else if (lane->has_committed)
-			committed = Max(Min(total, lane->committed_next - state->start_seq), 0);
-		else
-			committed = 0;
-		view->committed[i] = committed;
-		view->inflight[i] = total - committed;
-		view->total_committed += committed;
-		view->total_inflight += total - committed;
+		regstack_rate_window_advance(store, call->k, &call->state,
+									 call->window_us, call->now_ts);
+		call->count = call->state.next_seq - call->state.start_seq;
 	}
 }
 
 /*
- * The lane an allowed call writes to: one this transaction holds, else a
- * free one, else (*create) a new one while fewer than
- * regstack.rate_limit_lanes exist; -1 when every lane is held.
+ * A key without a state row: take the key's advisory lock, which every
+ * call that creates the row holds to the end of its transaction, so the
+ * next read sees any row another call made.  In REPEATABLE READ and
+ * SERIALIZABLE the snapshot cannot show a row committed since it was
+ * taken: 40001, as INSERT ... ON CONFLICT raises it.
  */
-static int
-rate_limits_target(const RateLimitView *view, bool *create)
+static void
+rate_limits_lock_key(RateLimitCall *call)
 {
-	int			free_lane = -1;
-	int			missing = -1;
-
-	*create = false;
-	for (int i = 0; i < view->nlanes; i++)
-	{
-		const RegstackRateLane *lane = &view->lanes[i];
-
-		if (!lane->exists)
-		{
-			if (missing < 0)
-				missing = i;
-		}
-		else if (lane->mine)
-			return i;
-		else if (free_lane < 0 && !TransactionIdIsValid(lane->busy_xid))
-			free_lane = i;
-	}
-	if (free_lane >= 0)
-		return free_lane;
-	if (missing < 0)
-		missing = view->nlanes;
-	if (missing >= rate_limits_max_lanes)
-		return -1;
-	*create = true;
-	return missing;
+	regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY,
+					   text_to_cstring(call->k->key),
+					   text_to_cstring(call->k->event_type));
+	call->key_locked = true;
+	if (IsolationUsesXactSnapshot() &&
+		regstack_rate_store_unseen(&call->store, call->k))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
 }
 
-/* When a call on the counted events is allowed again, and the window empties. */
-static void
-rate_limits_deny(RegstackRateStore *store, const RegstackRateKey *k,
-				 const RateLimitView *view, int32 max_events,
-				 int64 window_us, RateLimitOutcome *out)
+/*
+ * Lock the state row read, waiting for its holder; true when the version
+ * read is the one locked (the decision stands), false when the row moved
+ * or went and the key must be read again.
+ */
+static bool
+rate_limits_lock_row(RateLimitCall *call)
 {
-	int64		rank = view->total_committed - max_events;
-	int64		lo[REGSTACK_RATE_MAX_LANES];
-	int64		hi[REGSTACK_RATE_MAX_LANES];
-	TimestampTz oldest = 0;
-	TimestampTz newest = 0;
-	bool		first = true;
+	ItemPointerData tid = call->state.tid;
+	bool		moved;
+
+	if (regstack_rate_store_lock(&call->store, &tid, &moved) != TM_Ok)
+		return false;			/* deleted: a reset or a purge */
+	call->row_locked = true;
+	return !moved;
+}
+
+/* The outcome of a denied call, from the events counted. */
+static void
+rate_limits_deny(RateLimitCall *call, RateLimitOutcome *out)
+{
+	const RegstackRateState *state = &call->state;
+	int64		rank = call->count - call->max_events;
+	TimestampTz oldest;
 
 	/*
 	 * It is allowed again once the count drops below max_events, i.e. when
-	 * the rank-th oldest committed event leaves the window.
+	 * event start_seq + rank leaves the window.
 	 */
-	for (int i = 0; i < view->nlanes; i++)
-	{
-		const RegstackRateState *state = &view->lanes[i].state;
-
-		lo[i] = state->start_seq;
-		hi[i] = state->start_seq + view->committed[i];
-		if (view->committed[i] > 0 && (first || state->start_at < oldest))
-		{
-			oldest = state->start_at;
-			first = false;
-		}
-		if (view->committed[i] + view->inflight[i] > 0)
-			newest = Max(newest, state->last_at);
-	}
-	if (rank > 0)
-		oldest = regstack_rate_window_select(store, k, view->nlanes, lo, hi,
-											 rank);
+	Assert(rank >= 0 && state->start_seq + rank < state->next_seq);
+	oldest = rank == 0 ? state->start_at :
+		regstack_rate_window_event_at(&call->store, call->k,
+									  state->start_seq + rank);
 	out->allowed = false;
 	out->remaining = 0;
 	/* From the system clock, so that waiting it out always succeeds. */
-	out->retry_after = rate_limits_seconds_until(oldest + window_us,
-												 view->clock);
-	out->reset_at = newest + window_us;
+	out->retry_after = rate_limits_seconds_until(oldest + call->window_us,
+												 call->clock);
+	out->reset_at = state->last_at + call->window_us;
+}
+
+/* The outcome of an allowed check that recorded nothing. */
+static void
+rate_limits_allow_unrecorded(RateLimitCall *call, RateLimitOutcome *out)
+{
+	out->allowed = true;
+	out->remaining = (int32) (call->max_events - call->count);
+	out->retry_after = rate_limits_seconds_until(0, 0);
+	out->reset_at = call->count > 0 ?
+		call->state.last_at + call->window_us : call->now_ts;
 }
 
 /*
- * One attempt at a recording call, under k's decision lock: read, decide,
- * and write when allowed (see the file header).  Returns DONE with *out
- * filled in, or what to wait for before the next attempt.
+ * Record one event on the key as read: update (or create) the state row
+ * and insert the event.  False when another transaction changed the row
+ * since the snapshot (READ COMMITTED; the update waited for it, and the
+ * row is now locked if it still exists): the caller reads again.
  */
-static RateLimitStep
-rate_limits_attempt(RegstackRateStore *store, const RegstackRateKey *k,
-					const char *key, const char *type, RateLimitMode mode,
-					int32 max_events, int64 window_us, RateLimitView *view,
-					RateLimitOutcome *out, TransactionId *wait_xid,
-					ItemPointer wait_tid)
+static bool
+rate_limits_write(RateLimitCall *call)
 {
-	bool		create;
-	int			target;
-	RegstackRateState *state;
-	int64		seq;
+	RegstackRateState *state = &call->state;
+	int64		seq = regstack_rate_window_append(state, call->now_ts);
 
-	rate_limits_read(store, k, view, mode != RATE_LIMITS_RECORD, window_us);
-	if (TransactionIdIsValid(view->wait_xid))
+	if (!call->exists)
 	{
-		*wait_xid = view->wait_xid;
-		return RATE_LIMITS_WAIT_XID;
+		Assert(call->key_locked);
+		regstack_rate_store_insert(&call->store, call->k, state);
 	}
-	if (mode == RATE_LIMITS_CHECK_RECORD)
-	{
-		/* Denied from committed data: write nothing, hold nothing. */
-		if (view->total_committed >= max_events)
-		{
-			rate_limits_deny(store, k, view, max_events, window_us, out);
-			return RATE_LIMITS_DONE;
-		}
-		/* Depends on whether running transactions commit: wait for one. */
-		if (view->total_committed + view->total_inflight >= max_events)
-		{
-			for (int i = 0; i < view->nlanes; i++)
-				if (view->inflight[i] > 0)
-				{
-					*wait_xid = view->lanes[i].busy_xid;
-					break;
-				}
-			return RATE_LIMITS_WAIT_XID;
-		}
-	}
-
-	target = rate_limits_target(view, &create);
-	if (target < 0)
-	{
-		/*
-		 * Every lane is held, and no more may be added: wait for the holder
-		 * of one, picked by process id so that waiters spread over them.
-		 */
-		for (int i = 0; i < view->nlanes; i++)
-		{
-			RegstackRateLane *lane =
-				&view->lanes[(MyProcPid + i) % view->nlanes];
-
-			if (lane->exists && TransactionIdIsValid(lane->busy_xid))
-			{
-				*wait_xid = lane->busy_xid;
-				break;
-			}
-		}
-		return RATE_LIMITS_WAIT_XID;
-	}
-	state = &view->lanes[target].state;
-	if (create)
-	{
-		if (!regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, key, type,
-							   ShareLock, false, false))
-			return RATE_LIMITS_WAIT_KEY;
-		if (!(target == 0 && view->lane0_leftover))
-			(void) regstack_rate_window_new_lane(store, k, target,
-												 view->now_ts, state);
-	}
-
-	seq = regstack_rate_window_append(state, view->now_ts);
-	if (create)
-		regstack_rate_state_insert(store, k, state);
 	else
 	{
-		TM_Result	result = TM_Ok;
+		TM_Result	result = regstack_rate_store_update(&call->store, call->k,
+														state);
 
-		/*
-		 * A free lane is first locked without waiting (heap_update cannot
-		 * be asked not to wait): nothing may wait under the decision lock.
-		 * If a reset, a purge or a check took it meanwhile, lock it,
-		 * waiting, outside the decision lock, and decide again.
-		 */
-		if (!view->lanes[target].mine)
-			result = regstack_rate_state_lock(store, &state->tid, false);
-		if (result == TM_WouldBlock)
-		{
-			*wait_tid = state->tid;
-			return RATE_LIMITS_WAIT_ROW;
-		}
-		if (result == TM_Ok)
-			result = regstack_rate_state_update(store, k, state);
 		if (result != TM_Ok)
-			return RATE_LIMITS_AGAIN;
+		{
+			/* invariant L2: a row this call locked cannot change under it */
+			if (call->row_locked || result == TM_SelfModified)
+				elog(ERROR, "rate-limit state row changed while locked");
+			if (result == TM_Updated)
+				(void) rate_limits_lock_row(call);
+			return false;
+		}
 	}
-	regstack_rate_event_insert(store, k, target, seq, view->now_ts);
-
-	out->allowed = true;
-	out->remaining = mode == RATE_LIMITS_RECORD ? 0 :
-		(int32) (max_events -
-				 (view->total_committed + view->total_inflight + 1));
-	out->retry_after = rate_limits_seconds_until(0, 0);
-	/* Our event is the key's newest. */
-	out->reset_at = view->now_ts + window_us;
-	return RATE_LIMITS_DONE;
+	regstack_rate_event_insert(&call->store, call->k, seq, call->now_ts);
+	return true;
 }
 
 /*
- * rate_limits_attempt() under k's decision lock, which is released however
- * the attempt ends.
- */
-static RateLimitStep
-rate_limits_attempt_locked(RegstackRateStore *store, const RegstackRateKey *k,
-						   const char *key, const char *type,
-						   RateLimitMode mode, int32 max_events,
-						   int64 window_us, RateLimitView *view,
-						   RateLimitOutcome *out, TransactionId *wait_xid,
-						   ItemPointer wait_tid)
-{
-	RateLimitStep step;
-
-	regstack_rate_decide_lock(key, type);
-	PG_TRY();
-	{
-		step = rate_limits_attempt(store, k, key, type, mode, max_events,
-								   window_us, view, out, wait_xid, wait_tid);
-	}
-	PG_CATCH();
-	{
-		regstack_rate_decide_unlock(key, type, true);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	regstack_rate_decide_unlock(key, type, false);
-	return step;
-}
-
-/*
- * A recording call (rate_limit_check with record => true, or
- * rate_limit_record) on k: attempts under the key's decision lock, with
- * the waits they ask for in between.
+ * A call on k (see the file header and docs/rate-limits.md): read, decide,
+ * and write or lock as the decision needs, reading again whenever the key
+ * changed under the read.
  */
 static void
-rate_limits_decide(const RegstackRateKey *k, RateLimitMode mode,
-				   int32 max_events, int64 window_us, RateLimitOutcome *out)
+rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
+				 int32 max_events, int64 window_us, RateLimitOutcome *out)
 {
-	RegstackRateStore store;
-	RateLimitView *view = palloc(sizeof(RateLimitView));
-	char	   *key = text_to_cstring(k->key);
-	char	   *type = text_to_cstring(k->event_type);
-	RateLimitStep step;
+	RateLimitCall *call = palloc0(sizeof(RateLimitCall));
+	ErrorContextCallback context;
 
-	regstack_rate_store_open(&store, mode == RATE_LIMITS_RECORD ?
-							 "rate_limit_record()" : "rate_limit_check()");
-	regstack_rate_store_prepare_writes(&store);
-	do
-	{
-		TransactionId wait_xid = InvalidTransactionId;
-		ItemPointerData wait_tid;
+	call->k = k;
+	call->mode = mode;
+	call->max_events = max_events;
+	call->window_us = window_us;
+	context.callback = rate_limits_error_context;
+	context.arg = (void *) k;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
 
-		step = rate_limits_attempt_locked(&store, k, key, type, mode,
-										  max_events, window_us, view, out,
-										  &wait_xid, &wait_tid);
-		regstack_rate_store_finish_writes(&store);
-		if (step == RATE_LIMITS_WAIT_XID && TransactionIdIsValid(wait_xid))
-			XactLockTableWait(wait_xid, NULL, NULL, XLTW_None);
-		else if (step == RATE_LIMITS_WAIT_KEY)
-			(void) regstack_lock_key(REGSTACK_LOCK_CLASS_RATE_KEY, key, type,
-									 ShareLock, false, true);
-		else if (step == RATE_LIMITS_WAIT_ROW)
-			(void) regstack_rate_state_lock(&store, &wait_tid, true);
-		CHECK_FOR_INTERRUPTS();
-	} while (step != RATE_LIMITS_DONE);
-	regstack_rate_store_close(&store);
-	pfree(view);
-}
-
-/*
- * A check with record => false on k: hold the key (its lanes lock in
- * exclusive mode, then every lane row) to the end of the transaction, and
- * count what is then all committed or ours.
- */
-static void
-rate_limits_check_only(const RegstackRateKey *k, int32 max_events,
-					   int64 window_us, RateLimitOutcome *out)
-{
-	RegstackRateStore store;
-	RateLimitView *view = palloc(sizeof(RateLimitView));
-	ItemPointerData locked[REGSTACK_RATE_MAX_LANES];	/* versions we locked */
-
-	for (int i = 0; i < REGSTACK_RATE_MAX_LANES; i++)
-		ItemPointerSetInvalid(&locked[i]);
-	regstack_rate_store_open(&store, "rate_limit_check()");
-	regstack_xact_lock(REGSTACK_LOCK_CLASS_RATE_KEY, text_to_cstring(k->key),
-					   text_to_cstring(k->event_type));
+	regstack_rate_store_open(&call->store,
+							 mode == RATE_LIMITS_RECORD ? "rate_limit_record()" :
+							 "rate_limit_check()");
 	for (;;)
 	{
-		int			held = -1;
+		CHECK_FOR_INTERRUPTS();
+		rate_limits_read(call);
 
-		rate_limits_read(&store, k, view, true, window_us);
-		if (TransactionIdIsValid(view->wait_xid))
+		/* No state row: read again holding the key's lock (invariant C1). */
+		if (!call->exists && !call->key_locked)
 		{
-			XactLockTableWait(view->wait_xid, NULL, NULL, XLTW_None);
+			rate_limits_lock_key(call);
 			continue;
 		}
-		for (int i = 0; i < view->nlanes && held < 0; i++)
-			if (view->lanes[i].exists && !view->lanes[i].mine &&
-				!ItemPointerEquals(&view->lanes[i].state.tid, &locked[i]))
-				held = i;
-		if (held < 0)
+
+		/* Denied by what the snapshot shows: nothing written or locked. */
+		if (mode != RATE_LIMITS_RECORD && call->count >= max_events)
+		{
+			rate_limits_deny(call, out);
 			break;
-		/* Lock the committed version, waiting for whoever changes it. */
-		if (view->lanes[held].has_committed &&
-			regstack_rate_state_lock(&store, &view->lanes[held].committed_tid,
-									 true) == TM_Ok)
-			locked[held] = view->lanes[held].committed_tid;
-		else if (TransactionIdIsValid(view->lanes[held].busy_xid))
-			XactLockTableWait(view->lanes[held].busy_xid, NULL, NULL,
-							  XLTW_None);
-		CHECK_FOR_INTERRUPTS();
-	}
+		}
 
-	if (view->total_committed >= max_events)
-		rate_limits_deny(&store, k, view, max_events, window_us, out);
-	else
-	{
-		TimestampTz newest = 0;
+		if (mode == RATE_LIMITS_CHECK_ONLY)
+		{
+			/* Allowed: hold the key to the end of the transaction. */
+			if (call->exists && !call->row_locked &&
+				!rate_limits_lock_row(call))
+				continue;
+			rate_limits_allow_unrecorded(call, out);
+			break;
+		}
 
-		for (int i = 0; i < view->nlanes; i++)
-			if (view->committed[i] > 0)
-				newest = Max(newest, view->lanes[i].state.last_at);
-		out->allowed = true;
-		out->remaining = (int32) (max_events - view->total_committed);
-		out->retry_after = rate_limits_seconds_until(0, 0);
-		out->reset_at = view->total_committed > 0 ? newest + window_us :
-			view->now_ts;
+		if (rate_limits_write(call))
+		{
+			out->allowed = true;
+			out->remaining = (int32) (max_events - (call->count + 1));
+			out->retry_after = rate_limits_seconds_until(0, 0);
+			/* Our event is the key's newest. */
+			out->reset_at = call->now_ts + window_us;
+			break;
+		}
 	}
-	regstack_rate_store_close(&store);
-	pfree(view);
+	regstack_rate_store_close(&call->store);
+	error_context_stack = context.previous;
+	pfree(call);
 }
 
 /* ---- SQL functions ---- */
@@ -698,6 +460,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 		const RegstackRateLimitPolicy *policy =
 			regstack_rate_limit_policy(event_type);
 
+
 		if (policy == NULL && (have_max || within != NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -723,11 +486,8 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
-	if (record)
-		rate_limits_decide(&k, RATE_LIMITS_CHECK_RECORD, max_events,
-						   window_us, &outcome);
-	else
-		rate_limits_check_only(&k, max_events, window_us, &outcome);
+	rate_limits_call(&k, record ? RATE_LIMITS_CHECK_RECORD : RATE_LIMITS_CHECK_ONLY,
+					 max_events, window_us, &outcome);
 
 	values[0] = BoolGetDatum(outcome.allowed);
 	values[1] = Int32GetDatum(outcome.remaining);
@@ -745,7 +505,7 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RateLimitOutcome outcome;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
-	rate_limits_decide(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
+	rate_limits_call(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
 	PG_RETURN_VOID();
 }
 
@@ -772,11 +532,15 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
 	values[1] = PointerGetDatum(type);
 
 	PreventCommandIfReadOnly("rate_limit_reset()");
+	regstack_table_check(RS_TABLE_RATE_STATE, RowExclusiveLock);
+	regstack_table_check(RS_TABLE_RATE_EVENTS, RowExclusiveLock);
 	regstack_begin_call(&call);
 
 	/*
 	 * Delete the state rows first: that waits for calls holding them, and
-	 * the next statement's fresh snapshot then sees their events.
+	 * the next statement's fresh snapshot then sees their events.  (A call
+	 * creating a key's first row meanwhile is not waited for: its event
+	 * counts as recorded after the reset.)
 	 */
 	regstack_plan(&state_plan[one],
 				  one ?
@@ -808,7 +572,7 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
  * The purge statements: delete up to $1 rows past their cutoff ($2, $3: the
  * event types with a policy and their cutoffs; $4: the cutoff of all other
  * types) with ctid after $5, skipping rows others have locked; return how
- * many and the last ctid deleted.  A lane row goes once its newest event
+ * many and the last ctid deleted.  A state row goes once its newest event
  * is past the cutoff.
  */
 #define RATE_LIMITS_PURGE_SQL(table, alias, stamp) \
@@ -850,6 +614,10 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		deleted = 0;
+
+	PreventCommandIfReadOnly("purge_expired()");
+	regstack_table_check(RS_TABLE_RATE_EVENTS, RowExclusiveLock);
+	regstack_table_check(RS_TABLE_RATE_STATE, RowExclusiveLock);
 
 	/* The cutoff of each event type with a policy, and of all others. */
 	policies = regstack_rate_limit_policies(&npolicies);

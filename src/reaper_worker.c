@@ -43,6 +43,12 @@
  *	- that the extension is still installed: after DROP EXTENSION the pass
  *	  ends quietly and the database's status slot is freed.
  *
+ * A table that regstack must not write directly (tables.c: a DBA added a
+ * trigger, a CHECK constraint, ...; or the extension needs ALTER EXTENSION
+ * UPDATE) is skipped for the pass, with its reason logged once as a
+ * WARNING and recorded in the status slot; the other table is still
+ * reaped.
+ *
  * Errors (a lock timeout, a permission problem, the extension dropped
  * between the check and the batch) end the pass: the error is logged as a
  * WARNING with its context, recorded in the status slot, and the worker
@@ -118,7 +124,7 @@
  */
 #define WORKER_YIELD_MAX_MS		500
 
-/* What a pass is deleting. */
+/* What a pass is deleting: tokens, then rate-limit rows. */
 typedef enum WorkerPhase
 {
 	WORKER_TOKENS,
@@ -174,6 +180,36 @@ worker_database_available(void)
 }
 
 /*
+ * Whether the tables of the pass's phase are as regstack ships them
+ * (tables.c); if not, log why as a WARNING (once per pass: the phase is
+ * then skipped) and record it in the status slot.
+ */
+static bool
+worker_tables_usable(WorkerPass *pass)
+{
+	RegstackTableProblem problem;
+	bool		usable;
+
+	if (pass->phase == WORKER_TOKENS)
+		usable = regstack_table_usable(RS_TABLE_TOKENS, RowExclusiveLock,
+									   &problem);
+	else
+		usable = regstack_table_usable(RS_TABLE_RATE_EVENTS, RowExclusiveLock,
+									   &problem) &&
+			regstack_table_usable(RS_TABLE_RATE_STATE, RowExclusiveLock,
+								  &problem);
+	if (usable)
+		return true;
+	regstack_reaper_slot_error(problem.message);
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg_internal("%s", problem.message),
+			 problem.detail ? errdetail_internal("%s", problem.detail) : 0,
+			 problem.hint ? errhint("%s", problem.hint) : 0));
+	return false;
+}
+
+/*
  * One batch in its own transaction: check the database and the extension,
  * then delete up to limit rows of the current phase; *deleted gets how
  * many.
@@ -217,6 +253,18 @@ worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
 							pass->datname),
 					 errhint("Raise regstack.max_databases.")));
 		pass->claimed = true;
+	}
+
+	/* A table regstack must not write directly: warn once, skip it. */
+	if (!worker_tables_usable(pass))
+	{
+		if (pass->phase == WORKER_EVENTS)
+			goto stop;
+		pass->phase = WORKER_EVENTS;
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return WORKER_BATCH_DONE;
 	}
 
 	regstack_begin_call(&call);

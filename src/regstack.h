@@ -50,10 +50,14 @@
 
 /* Advisory-lock classes of regstack's own transaction-scoped locks. */
 #define REGSTACK_LOCK_CLASS_TOKEN_CAP	0x5253	/* (token type, subject) */
-#define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* a rate-limit key's lanes: share to
-												 * add one, exclusive to hold all */
-#define REGSTACK_LOCK_CLASS_RATE_DECIDE	0x5255	/* deciding a call on a rate-limit
-												 * key; held for the call only */
+#define REGSTACK_LOCK_CLASS_RATE_KEY	0x5254	/* a rate-limit key without a
+												 * state row (rate_limits.c) */
+
+/*
+ * The version of the extension's SQL objects this library works with
+ * (tables.c refuses any other, with a hint to ALTER EXTENSION ... UPDATE).
+ */
+#define REGSTACK_SQL_VERSION		"1.1"
 
 /* ---- encoding.c: randomness and base64url ---- */
 
@@ -75,7 +79,7 @@ extern int32 regstack_token_tag(const text *token);
 /* True when s has the exact shape of a token regstack issued. */
 extern bool regstack_token_wellformed(const text *token);
 
-/* ---- context.c: the extension's tables, its owner, SPI plans ---- */
+/* ---- call.c: where SQL functions run their table work ---- */
 
 /* State saved by regstack_begin_call() and restored by regstack_end_call(). */
 typedef struct RegstackCall
@@ -84,10 +88,23 @@ typedef struct RegstackCall
 	int			saved_sec_context;
 } RegstackCall;
 
+/* Connect to SPI and switch to the tables' owner until regstack_end_call(). */
 extern void regstack_begin_call(RegstackCall *call);
 extern void regstack_end_call(RegstackCall *call);
 
-/* The tables the direct heap paths use. */
+/* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
+extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
+								int nargs, const Oid *argtypes);
+
+/* ---- key_locks.c: advisory locks on regstack's own keys ---- */
+
+/* Take a transaction-scoped exclusive advisory lock on (class, key1, key2). */
+extern void regstack_xact_lock(uint16 lock_class, const char *key1,
+							   const char *key2);
+
+/* ---- tables.c: regstack's tables, checked to be as shipped ---- */
+
+/* The tables the direct heap paths write. */
 typedef enum RegstackTable
 {
 	RS_TABLE_TOKENS,			/* regstack.auth_ephemeral_tokens */
@@ -96,24 +113,98 @@ typedef enum RegstackTable
 	RS_NUM_TABLES
 } RegstackTable;
 
-/* OID of one of regstack's tables, its column layout checked; cached. */
-extern Oid	regstack_table_relid(RegstackTable table);
+/*
+ * The columns each table ships, numbered from 1 in the install script's
+ * order.  tables.c knows their names and types, and maps them to
+ * attribute numbers (RegstackTableInfo).
+ */
+typedef enum RegstackTokenColumn
+{
+	RS_COL_SUBJECT_TAG = 1,
+	RS_COL_TOKEN_HASH,
+	RS_COL_TOKEN_TYPE,
+	RS_COL_SUBJECT,
+	RS_COL_PROVIDER,
+	RS_COL_NONCE,
+	RS_COL_CODE_VERIFIER,
+	RS_COL_CHALLENGE_HASH,
+	RS_COL_REDIRECT_TO,
+	RS_COL_MODE,
+	RS_COL_LINKING_USER_ID,
+	RS_COL_RESULT,
+	RS_COL_PAYLOAD,
+	RS_COL_CREATED_AT,
+	RS_COL_EXPIRES_AT
+} RegstackTokenColumn;
+#define RS_NUM_COLS RS_COL_EXPIRES_AT
 
-/* Prepare-once, keep-forever SPI plan stored in *slot (call inside SPI). */
-extern SPIPlanPtr regstack_plan(SPIPlanPtr *slot, const char *sql,
-								int nargs, const Oid *argtypes);
+typedef enum RegstackRateStateColumn
+{
+	RS_STATE_KEY = 1,
+	RS_STATE_EVENT_TYPE,
+	RS_STATE_NEXT_SEQ,
+	RS_STATE_START_SEQ,
+	RS_STATE_START_AT,
+	RS_STATE_WINDOW_US,
+	RS_STATE_LAST_AT,
+	RS_STATE_CLOCK_AT
+} RegstackRateStateColumn;
+#define RS_STATE_NUM_COLS RS_STATE_CLOCK_AT
 
-/* Take a transaction-scoped exclusive advisory lock on (class, key). */
-extern void regstack_xact_lock(uint16 lock_class, const char *key1,
-							   const char *key2);
-/* Lock (class, key) in mode, transaction- or session-scoped, maybe not waiting. */
-extern bool regstack_lock_key(uint16 lock_class, const char *key1,
-							  const char *key2, LOCKMODE mode, bool session,
-							  bool wait);
-/* Release a lock regstack_lock_key() took. */
-extern void regstack_unlock_key(uint16 lock_class, const char *key1,
-								const char *key2, LOCKMODE mode,
-								bool session);
+typedef enum RegstackRateEventColumn
+{
+	RS_EVENT_KEY = 1,
+	RS_EVENT_EVENT_TYPE,
+	RS_EVENT_SEQ,
+	RS_EVENT_OCCURRED_AT
+} RegstackRateEventColumn;
+#define RS_EVENT_NUM_COLS RS_EVENT_OCCURRED_AT
+
+/* Most columns a table ships (the tokens table's 15). */
+#define REGSTACK_MAX_COLUMNS	15
+
+/*
+ * Where a table's shipped columns are.  Columns are numbered by the
+ * order the install script gives them (RS_COL_*, RS_STATE_*, RS_EVENT_*,
+ * from 1); attnum[i - 1] is the attribute number of column i, which
+ * differs from i in a table that has dropped a column (1.0's "lane").
+ */
+typedef struct RegstackTableInfo
+{
+	Oid			relid;
+	int			ncolumns;		/* shipped columns */
+	AttrNumber	attnum[REGSTACK_MAX_COLUMNS];
+} RegstackTableInfo;
+
+/*
+ * Open table with lockmode after checking (once per change of the table,
+ * cached) that it is exactly as the extension ships it; 55000 naming the
+ * difference otherwise.  *info gets where its columns are.
+ */
+extern Relation regstack_table_open(RegstackTable table, LOCKMODE lockmode,
+									const RegstackTableInfo **info);
+
+/* The same check for a call that reaches the table through SQL; keeps lockmode. */
+extern void regstack_table_check(RegstackTable table, LOCKMODE lockmode);
+
+/* Why a table cannot be used: what regstack_table_check() would raise. */
+typedef struct RegstackTableProblem
+{
+	char	   *message;
+	char	   *detail;			/* or NULL */
+	char	   *hint;			/* or NULL */
+} RegstackTableProblem;
+
+/*
+ * The check without the error: true when the table is as shipped (it
+ * stays locked in lockmode), else false with *problem filled in (for the
+ * reaper, which warns and skips the table).
+ */
+extern bool regstack_table_usable(RegstackTable table, LOCKMODE lockmode,
+								  RegstackTableProblem *problem);
+
+/* The owner of regstack's tables (55000 if not installed or out of date). */
+extern Oid	regstack_tables_owner(void);
 
 /* ---- args.c: checking SQL arguments ---- */
 
@@ -174,45 +265,50 @@ extern char *regstack_registry_keys(RegstackRegistryCache *cache);
 /* CommandCounterIncrement, then a fresh registered snapshot in *snapshot. */
 extern void regstack_statement_snapshot(Snapshot *snapshot);
 
-/* Index maintenance for tuples written directly into one relation. */
-/* A tuple whose index entries wait for regstack_index_writer_finish(). */
-typedef struct RegstackPendingEntry
-{
-	TupleTableSlot *slot;		/* a copy of the tuple, with its tid */
-	bool		update;			/* written by an update */
-	bool		recheck;		/* its primary-key check was deferred */
-} RegstackPendingEntry;
-
+/*
+ * Index maintenance for tuples written directly into one relation: every
+ * index gets its entry, with its unique or exclusion check.  An all-zero
+ * writer is unopened; the first write opens the indexes, close() closes
+ * them.
+ */
 typedef struct RegstackIndexWriter
 {
 	struct EState *estate;		/* NULL until first use */
-	struct ResultRelInfo *result_rel;	/* every index */
-	struct ResultRelInfo *primary;	/* split writes: the primary key ... */
-	struct ResultRelInfo *others;	/* ... and the other indexes */
-	List	   *pending;		/* RegstackPendingEntry for finish() */
+	struct ResultRelInfo *result_rel;
 } RegstackIndexWriter;
 
-/* Give the tuple just written from slot its entries in every index of rel. */
-extern void regstack_index_writer_insert(RegstackIndexWriter *writer,
-										 Relation rel, TupleTableSlot *slot,
-										 bool update);
-/*
- * Split writes, for writes under a lock that must not wait: open (before
- * the lock), the primary-key entry without waiting (under it), and the
- * rest once it is released (finish).
- */
-extern void regstack_index_writer_open_split(RegstackIndexWriter *writer,
-											 Relation rel, Oid primary);
-extern void regstack_index_writer_insert_primary(RegstackIndexWriter *writer,
-												 TupleTableSlot *slot,
-												 bool update);
-extern void regstack_index_writer_finish(RegstackIndexWriter *writer);
-extern void regstack_index_writer_close(RegstackIndexWriter *writer);
-/* The same for a single tuple: open, insert, close. */
-extern void regstack_insert_index_entries(Relation rel, TupleTableSlot *slot,
-										  bool update);
+/* Insert the tuple in slot into rel, with its index entries. */
+extern void regstack_heap_insert(RegstackIndexWriter *writer, Relation rel,
+								 TupleTableSlot *slot);
 
-/* 40001 where UPDATE/DELETE would raise it; else returns result. */
+/*
+ * Replace the row version at *tid (visible to snapshot) by the tuple in
+ * slot, waiting for a concurrent writer, with the index entries the new
+ * version needs.  Returns as table_tuple_update does, after
+ * regstack_check_conflict().
+ */
+extern TM_Result regstack_heap_update(RegstackIndexWriter *writer,
+									  Relation rel, ItemPointer tid,
+									  TupleTableSlot *slot, Snapshot snapshot);
+
+/* Close what the writer opened, if anything. */
+extern void regstack_index_writer_close(RegstackIndexWriter *writer);
+
+/* Fill a virtual slot of a table from its shipped columns' values. */
+extern void regstack_slot_store_columns(TupleTableSlot *slot,
+										const RegstackTableInfo *info,
+										const Datum *values, const bool *nulls);
+
+/* Read a table's shipped columns' values out of slot. */
+extern void regstack_slot_fetch_columns(TupleTableSlot *slot,
+										const RegstackTableInfo *info,
+										Datum *values, bool *nulls);
+
+/*
+ * What a delete, update or lock that did not succeed means: 40001 where
+ * UPDATE/DELETE would raise it (REPEATABLE READ, SERIALIZABLE); else the
+ * result for the caller to act on.
+ */
 extern TM_Result regstack_check_conflict(TM_Result result);
 
 /* ---- digests.c: SHA-256 and HMAC-SHA-256 ---- */
@@ -287,27 +383,6 @@ extern const RegstackTokenType *regstack_token_type(const char *name);
 
 /* ---- token_store.c: direct heap and index access to the tokens table ---- */
 
-/* Column numbers of regstack.auth_ephemeral_tokens (checked in context.c). */
-typedef enum RegstackTokenColumn
-{
-	RS_COL_SUBJECT_TAG = 1,
-	RS_COL_TOKEN_HASH,
-	RS_COL_TOKEN_TYPE,
-	RS_COL_SUBJECT,
-	RS_COL_PROVIDER,
-	RS_COL_NONCE,
-	RS_COL_CODE_VERIFIER,
-	RS_COL_CHALLENGE_HASH,
-	RS_COL_REDIRECT_TO,
-	RS_COL_MODE,
-	RS_COL_LINKING_USER_ID,
-	RS_COL_RESULT,
-	RS_COL_PAYLOAD,
-	RS_COL_CREATED_AT,
-	RS_COL_EXPIRES_AT
-} RegstackTokenColumn;
-#define RS_NUM_COLS RS_COL_EXPIRES_AT
-
 /* Which token a find/consume/attach is about. */
 typedef struct RegstackTokenKey
 {
@@ -370,196 +445,7 @@ extern int64 regstack_purge_tokens_range(int64 limit, ItemPointer after,
 										 BlockNumber stop_block,
 										 BlockNumber *nblocks);
 
-/* ---- rate_limit_store.c: direct access to the rate-limit tables ---- */
-
-/* Column numbers of regstack.auth_rate_limit_state (checked in context.c). */
-typedef enum RegstackRateStateColumn
-{
-	RS_STATE_KEY = 1,
-	RS_STATE_EVENT_TYPE,
-	RS_STATE_LANE,
-	RS_STATE_NEXT_SEQ,
-	RS_STATE_START_SEQ,
-	RS_STATE_START_AT,
-	RS_STATE_WINDOW_US,
-	RS_STATE_LAST_AT,
-	RS_STATE_CLOCK_AT
-} RegstackRateStateColumn;
-#define RS_STATE_NUM_COLS RS_STATE_CLOCK_AT
-
-/* Column numbers of regstack.auth_rate_limit_events (checked in context.c). */
-typedef enum RegstackRateEventColumn
-{
-	RS_EVENT_KEY = 1,
-	RS_EVENT_EVENT_TYPE,
-	RS_EVENT_LANE,
-	RS_EVENT_SEQ,
-	RS_EVENT_OCCURRED_AT
-} RegstackRateEventColumn;
-#define RS_EVENT_NUM_COLS RS_EVENT_OCCURRED_AT
-
-/* A (key, event_type) pair. */
-typedef struct RegstackRateKey
-{
-	text	   *key;
-	text	   *event_type;
-} RegstackRateKey;
-
-/* Most lanes one key may have (the state table's CHECK allows 0..63). */
-#define REGSTACK_RATE_MAX_LANES		64
-
-/* A state row: one lane of a key (see rate_limits.c for the fields). */
-typedef struct RegstackRateState
-{
-	int16		lane;
-	int64		next_seq;
-	int64		start_seq;
-	TimestampTz start_at;		/* valid when start_seq < next_seq */
-	bool		window_known;
-	int64		window_us;
-	bool		has_last;
-	TimestampTz last_at;
-	TimestampTz clock_at;
-	ItemPointerData tid;		/* where the row version read is */
-} RegstackRateState;
-
-/*
- * A lane as regstack_rate_lanes_read() found it: its newest row version,
- * which another running transaction may have written, and what that
- * transaction is doing to it.
- */
-typedef struct RegstackRateLane
-{
-	bool		exists;			/* a row version was found */
-	RegstackRateState state;	/* the newest version */
-	bool		mine;			/* this transaction wrote or locked it */
-	TransactionId busy_xid;		/* another running transaction that wrote,
-								 * locked or is deleting it; or Invalid */
-	bool		has_committed;	/* a committed version was found ... */
-	int64		committed_next; /* ... with this next_seq ... */
-	ItemPointerData committed_tid;	/* ... here */
-	bool		unseen;			/* newest committed version is invisible to
-								 * the transaction snapshot */
-	TransactionId superseded_by;	/* updater of the committed version */
-} RegstackRateLane;
-
-/* The open rate-limit tables and the snapshots they are read with. */
-typedef struct RegstackRateStore
-{
-	Relation	state_rel;
-	Relation	state_index;
-	Relation	events_rel;
-	Relation	events_index;
-	Snapshot	snapshot;		/* the statement's MVCC snapshot */
-	SnapshotData dirty;			/* sees rows of running transactions too */
-	LockTupleMode lane_lock;	/* the lock a lane update takes: FOR NO KEY
-								 * UPDATE, or FOR UPDATE when a unique index
-								 * covers a column updates change */
-	TupleTableSlot *state_slot;
-	TupleTableSlot *event_slot;
-	RegstackIndexWriter state_indexes;
-	RegstackIndexWriter event_indexes;
-} RegstackRateStore;
-
-/* Open the tables (writer: the function writing, 25006 when read-only). */
-extern void regstack_rate_store_open(RegstackRateStore *store,
-									 const char *writer);
-extern void regstack_rate_store_close(RegstackRateStore *store);
-/* A new statement: see committed work and this transaction's own. */
-extern void regstack_rate_store_refresh(RegstackRateStore *store);
-
-/*
- * The lanes of k, read under the dirty snapshot, into lanes[] indexed by
- * lane number; returns one more than the highest lane found (0: none).
- * A lane caught between two versions sets *wait_xid to the transaction to
- * wait for before reading again (else it is Invalid).
- */
-extern int	regstack_rate_lanes_read(RegstackRateStore *store,
-									 const RegstackRateKey *k,
-									 RegstackRateLane *lanes,
-									 TransactionId *wait_xid);
-/* Open the index writers for writes under the decision lock. */
-extern void regstack_rate_store_prepare_writes(RegstackRateStore *store);
-/* After the decision lock: the index work left for then. */
-extern void regstack_rate_store_finish_writes(RegstackRateStore *store);
-/*
- * Whether a lane row of k that the transaction snapshot sees was since
- * updated (TM_Updated) or deleted (TM_Deleted) by a committed transaction,
- * or neither (TM_Ok): REPEATABLE READ checks.
- */
-extern TM_Result regstack_rate_lanes_changed(RegstackRateStore *store,
-										const RegstackRateKey *k);
-/* Replace the row version at state->tid, which we hold, by *state. */
-extern TM_Result regstack_rate_state_update(RegstackRateStore *store,
-											const RegstackRateKey *k,
-											const RegstackRateState *state);
-/* Lock the row version at tid FOR NO KEY UPDATE (without wait: TM_WouldBlock). */
-extern TM_Result regstack_rate_state_lock(RegstackRateStore *store,
-										  ItemPointer tid, bool wait);
-/* Insert a new state row (a new lane) for k. */
-extern void regstack_rate_state_insert(RegstackRateStore *store,
-									   const RegstackRateKey *k,
-									   const RegstackRateState *state);
-
-/*
- * The first event of lane of k with seq >= from (backward: the last event
- * of the lane), under the dirty snapshot.
- */
-extern bool regstack_rate_event_probe(RegstackRateStore *store,
-									  const RegstackRateKey *k, int16 lane,
-									  int64 from, bool backward,
-									  int64 *seq, TimestampTz *at);
-/* Record event seq of lane of k at time at. */
-extern void regstack_rate_event_insert(RegstackRateStore *store,
-									   const RegstackRateKey *k, int16 lane,
-									   int64 seq, TimestampTz at);
-
-/* ---- rate_limit_window.c: windows over a key's lanes ---- */
-
-/*
- * Move the pointer of *state (in memory) to the first event of its lane
- * inside a window of window_us ending at now; true when it moved.
- */
-extern bool regstack_rate_window_advance(RegstackRateStore *store,
-										 const RegstackRateKey *k,
-										 RegstackRateState *state,
-										 int64 window_us, TimestampTz now_ts);
-/* Append one event to *state at time now (in memory); returns its seq. */
-extern int64 regstack_rate_window_append(RegstackRateState *state,
-										 TimestampTz now_ts);
-/*
- * A state for lane of k, which has no row: after any events left over from
- * a purged or unrestored row, with its pointer unknown.  Returns false (and
- * a state with no events) when there are none.
- */
-extern bool regstack_rate_window_new_lane(RegstackRateStore *store,
-										  const RegstackRateKey *k,
-										  int16 lane, TimestampTz clock,
-										  RegstackRateState *state);
-/*
- * The time of the rank-th (from 0) oldest event among seq lo[i] .. hi[i] - 1
- * of lanes i < nlanes, ordered by (occurred_at, lane, seq).  lo and hi are
- * used up.
- */
-extern TimestampTz regstack_rate_window_select(RegstackRateStore *store,
-											   const RegstackRateKey *k,
-											   int nlanes, int64 *lo,
-											   int64 *hi, int64 rank);
-
-/* ---- rate_limit_locks.c: the decision lock of a rate-limit key ---- */
-
-/* Reserve the lightweight decision locks; from _PG_init when preloading. */
-extern void regstack_rate_locks_request(void);
-/* Take the decision lock of (key, event type) for the call. */
-extern void regstack_rate_decide_lock(const char *key, const char *type);
-/* Release it (on_error: from an error path, where it may be gone). */
-extern void regstack_rate_decide_unlock(const char *key, const char *type,
-										bool on_error);
-
-/* ---- rate_limits.c: exact sliding-window rate limits ---- */
-
-/* Longest key rate_limit_* accept, in bytes (22001 beyond). */
-#define REGSTACK_MAX_RATE_KEY_BYTES	1024
+/* ---- rate_limits.c: exact sliding-window rate limits (rate_limits.h) ---- */
 
 /* Define regstack.event_retention; called from _PG_init. */
 extern void regstack_rate_limits_define_settings(void);
@@ -588,37 +474,6 @@ extern void regstack_purge_cursor_init(RegstackPurgeCursor *cursor);
  * Returns how many rows were deleted.  Call inside regstack_begin_call().
  */
 extern int64 regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor);
-
-/*
- * A window as a fixed number of microseconds (a day is 24 hours, a month 30
- * days, as in interval comparison).  Errors (22023) unless it is positive
- * and at most 100 years; name is the argument's SQL name.
- */
-extern int64 regstack_rate_limit_window_us(const Interval *within,
-										   const char *name);
-
-/* ---- rate_limit_policies.c: the cached registry of rate-limit policies ---- */
-
-typedef struct RegstackRateLimitPolicy
-{
-	char		event_type[NAMEDATALEN];
-	int32		max_events;
-	int64		within_us;		/* see regstack_rate_limit_window_us() */
-} RegstackRateLimitPolicy;
-
-/*
- * The policy of event_type, or NULL when it has none.  The result stays
- * valid until the next call of a rate_limit_policies.c function.  Call
- * inside regstack_begin_call().
- */
-extern const RegstackRateLimitPolicy *regstack_rate_limit_policy(const char *event_type);
-
-/* Every policy, sorted by event type; *count gets how many. */
-extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
-
-/* Comma-separated event types that have a policy, palloc'd. */
-extern char *regstack_rate_limit_policy_names(void);
-
 
 /* ---- reaper_*.c: the background reaper (reaper.h has the rest) ---- */
 

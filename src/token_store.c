@@ -21,14 +21,16 @@
  *	  of the table, including any a DBA adds, gets its entry, and unique
  *	  violations are reported as usual.
  * The index and heap access methods take the predicate locks SERIALIZABLE
- * needs, and heap_delete/heap_insert WAL-log and TOAST as usual.
+ * needs, and heap_delete/heap_insert WAL-log and TOAST as usual.  The
+ * table is opened through tables.c, which refuses it when it has anything
+ * (a trigger, a CHECK constraint, a column default, ...) that these direct
+ * writes would skip, and says where each column is.
  *
  * Writes refuse to run in a read-only transaction (25006), as the executor
  * does for INSERT/UPDATE/DELETE; that also covers hot standbys.
  *
  * No permission is checked here: callers are SQL functions an application
- * may only reach through EXECUTE.  Triggers, rules and row security on the
- * table are not applied (it is regstack's own table; see the README).
+ * may only reach through EXECUTE.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,9 +86,9 @@ store_row_matches(const RegstackTokenKey *key, const Datum *values,
  * values/nulls and its TID into tid.
  */
 static bool
-store_find(Relation rel, Relation pk_index, Snapshot snapshot,
-		   int32 subject_tag, const bytea *token_hash, Datum *values,
-		   bool *nulls, ItemPointer tid)
+store_find(Relation rel, const RegstackTableInfo *info, Relation pk_index,
+		   Snapshot snapshot, int32 subject_tag, const bytea *token_hash,
+		   Datum *values, bool *nulls, ItemPointer tid)
 {
 	ScanKeyData scankeys[2];
 	IndexScanDesc scan;
@@ -104,12 +106,17 @@ store_find(Relation rel, Relation pk_index, Snapshot snapshot,
 	{
 		bool		should_free;
 		HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		TupleTableSlot *copy = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+														&TTSOpsHeapTuple);
 
+		/* A copy that outlives the scan, with TOAST values fetched now. */
 		if (HeapTupleHasExternal(row))
 			row = toast_flatten_tuple(row, RelationGetDescr(rel));
 		else
 			row = heap_copytuple(row);
-		heap_deform_tuple(row, RelationGetDescr(rel), values, nulls);
+		ExecStoreHeapTuple(row, copy, false);
+		regstack_slot_fetch_columns(copy, info, values, nulls);
+		ExecDropSingleTupleTableSlot(copy);
 		*tid = slot->tts_tid;
 	}
 	index_endscan(scan);
@@ -119,35 +126,30 @@ store_find(Relation rel, Relation pk_index, Snapshot snapshot,
 
 /* Replace the row at tid by values with result set; like UPDATE. */
 static TM_Result
-store_update_result(Relation rel, ItemPointer tid, Snapshot snapshot,
-					Datum *values, bool *nulls, text *new_result,
-					TM_FailureData *tmfd)
+store_update_result(Relation rel, const RegstackTableInfo *info,
+					ItemPointer tid, Snapshot snapshot, Datum *values,
+					bool *nulls, text *new_result)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
 													&TTSOpsVirtual);
-	LockTupleMode lockmode;
-	bool		update_indexes;
+	RegstackIndexWriter writer = {0};
+	Datum		new_values[RS_NUM_COLS];
+	bool		new_nulls[RS_NUM_COLS];
 	TM_Result	result;
 
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RS_NUM_COLS);
-	for (int i = RS_NUM_COLS; i < RelationGetDescr(rel)->natts; i++)
-		slot->tts_isnull[i] = true;
-	slot->tts_values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
-	slot->tts_isnull[RS_COL_RESULT - 1] = false;
-	ExecStoreVirtualTuple(slot);
+	memcpy(new_values, values, sizeof(new_values));
+	memcpy(new_nulls, nulls, sizeof(new_nulls));
+	new_values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
+	new_nulls[RS_COL_RESULT - 1] = false;
+	regstack_slot_store_columns(slot, info, new_values, new_nulls);
 
-	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true),
-								snapshot, InvalidSnapshot, true, tmfd,
-								&lockmode, &update_indexes);
-	if (result == TM_Ok && update_indexes)
-		regstack_insert_index_entries(rel, slot, true);
+	result = regstack_heap_update(&writer, rel, tid, slot, snapshot);
 	if (result == TM_Ok)
 	{
 		values[RS_COL_RESULT - 1] = PointerGetDatum(new_result);
 		nulls[RS_COL_RESULT - 1] = false;
 	}
+	regstack_index_writer_close(&writer);
 	ExecDropSingleTupleTableSlot(slot);
 	return result;
 }
@@ -164,9 +166,10 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 {
 	LOCKMODE	lockmode = (action == RS_TOKEN_FETCH) ? AccessShareLock : RowExclusiveLock;
 	Relation	rel;
+	const RegstackTableInfo *info;
 	Relation	pk_index;
-	Datum		row_values[MaxTupleAttributeNumber];
-	bool		row_nulls[MaxTupleAttributeNumber];
+	Datum		row_values[RS_NUM_COLS];
+	bool		row_nulls[RS_NUM_COLS];
 	bool		done = false;
 	Snapshot	snapshot = NULL;
 
@@ -174,7 +177,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		PreventCommandIfReadOnly("consume_token()");
 	else if (action == RS_TOKEN_SET_RESULT)
 		PreventCommandIfReadOnly("attach_result()");
-	rel = table_open(regstack_table_relid(RS_TABLE_TOKENS), lockmode);
+	rel = regstack_table_open(RS_TABLE_TOKENS, lockmode, &info);
 	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
 
 	for (;;)
@@ -187,7 +190,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		/* Like SPI before a statement: see this transaction's own work. */
 		regstack_statement_snapshot(&snapshot);
 
-		if (store_find(rel, pk_index, snapshot, key->subject_tag,
+		if (store_find(rel, info, pk_index, snapshot, key->subject_tag,
 					   key->token_hash, row_values, row_nulls, &tid) &&
 			store_row_matches(key, row_values, row_nulls))
 		{
@@ -196,8 +199,8 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 											snapshot, InvalidSnapshot, true,
 											&tmfd, false);
 			else if (action == RS_TOKEN_SET_RESULT)
-				result = store_update_result(rel, &tid, snapshot, row_values,
-											 row_nulls, new_result, &tmfd);
+				result = store_update_result(rel, info, &tid, snapshot,
+											 row_values, row_nulls, new_result);
 			if (result == TM_Ok)
 				done = true;
 
@@ -228,22 +231,17 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 void
 regstack_token_insert(const Datum *values, const bool *nulls)
 {
+	const RegstackTableInfo *info;
 	Relation	rel;
 	TupleTableSlot *slot;
+	RegstackIndexWriter writer = {0};
 
 	PreventCommandIfReadOnly("issue_token()");
-	rel = table_open(regstack_table_relid(RS_TABLE_TOKENS), RowExclusiveLock);
+	rel = regstack_table_open(RS_TABLE_TOKENS, RowExclusiveLock, &info);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * RS_NUM_COLS);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RS_NUM_COLS);
-	for (int i = RS_NUM_COLS; i < RelationGetDescr(rel)->natts; i++)
-		slot->tts_isnull[i] = true;
-	ExecStoreVirtualTuple(slot);
-
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	regstack_insert_index_entries(rel, slot, false);
-
+	regstack_slot_store_columns(slot, info, values, nulls);
+	regstack_heap_insert(&writer, rel, slot);
+	regstack_index_writer_close(&writer);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 }

@@ -11,12 +11,15 @@
  * revoke_tokens and the per-subject cap find a subject's tokens by the tag.  A challenge (e.g. an HttpOnly cookie value) is stored the
  * same way.
  *
- * Single use: consume_token is one DELETE ... RETURNING on the primary key.
- * Of any number of concurrent callers the first to delete the row gets it;
- * in READ COMMITTED the others find the row gone and return zero rows (in
+ * Single use: consume_token does what one DELETE ... RETURNING on the
+ * primary key would (token_store.c deletes the heap tuple directly).  Of
+ * any number of concurrent callers the first to delete the row gets it; in
+ * READ COMMITTED the others find the row gone and return zero rows (in
  * REPEATABLE READ or SERIALIZABLE they get a serialization failure, as any
  * DELETE would).  Type, expiry and challenge are conditions of that same
- * DELETE, so a wrong type or a wrong challenge leaves the token in place.
+ * delete, so a wrong type or a wrong challenge leaves the token in place.
+ * A type that is not in the registry is an error (22023), as for
+ * issue_token and revoke_tokens: a typo must not look like a bad token.
  *
  * Expiry is judged against clock_timestamp(), not the transaction start, so
  * a long transaction never sees a token as live after it expired.
@@ -57,6 +60,16 @@ tokens_check_payload(Datum payload)
 				 errmsg("payload is too large"),
 				 errdetail("The limit is %d bytes; the value has %zu.",
 						   REGSTACK_MAX_PAYLOAD_BYTES, len)));
+}
+
+/*
+ * A token type must be in the registry (22023 with the known types in the
+ * hint otherwise), so that a typo does not look like an invalid token.
+ */
+static void
+tokens_check_type(const text *type_name)
+{
+	(void) regstack_token_type(text_to_cstring(type_name));
 }
 
 /* Check mode and its companion linking_user_id (22023, 22004). */
@@ -109,6 +122,7 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 
 	regstack_xact_lock(REGSTACK_LOCK_CLASS_TOKEN_CAP, type->name,
 					   text_to_cstring(subject));
+	regstack_table_check(RS_TABLE_TOKENS, RowExclusiveLock);
 	regstack_begin_call(&call);
 	regstack_plan(&trim_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"
@@ -302,6 +316,7 @@ tokens_find(FunctionCallInfo fcinfo, RegstackTokenAction action)
 	challenge = regstack_text_arg(fcinfo, 2, "challenge",
 								  REGSTACK_MAX_TEXT_BYTES, false);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	tokens_check_type(key.token_type);
 
 	/* A string of another shape was never issued: no row, no lookup. */
 	if (!regstack_token_wellformed(token))
@@ -356,6 +371,7 @@ regstack_attach_result(PG_FUNCTION_ARGS)
 									   REGSTACK_MAX_TEXT_BYTES, true);
 	result = regstack_text_arg(fcinfo, 2, "result", TOKENS_MAX_RESULT_BYTES,
 							   true);
+	tokens_check_type(key.token_type);
 	if (!regstack_token_wellformed(token))
 		PG_RETURN_BOOL(false);
 
@@ -387,10 +403,11 @@ regstack_revoke_tokens(PG_FUNCTION_ARGS)
 	if (type_name == NULL)
 		nulls[1] = 'n';
 
-	regstack_begin_call(&call);
 	/* A typo in the type must not look like "nothing to revoke". */
 	if (type_name != NULL)
-		(void) regstack_token_type(text_to_cstring(type_name));
+		tokens_check_type(type_name);
+	regstack_table_check(RS_TABLE_TOKENS, RowExclusiveLock);
+	regstack_begin_call(&call);
 	values[2] = Int32GetDatum(regstack_subject_tag(subject));
 	regstack_plan(&revoke_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"

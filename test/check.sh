@@ -22,7 +22,8 @@ pgver=15
 suites=${SUITES:-regress isolation tap bench}
 
 . "$src/test/lib/common.sh"
-regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith postgresql-$pgver-cron
+regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith postgresql-$pgver-cron \
+    python3-psycopg pgbouncer
 
 work=$(mktemp -d /tmp/regstack-check.XXXXXX)
 chmod 755 "$work"

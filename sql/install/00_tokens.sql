@@ -1,6 +1,9 @@
 -- regstack install script, part 1: the single-use token store.
--- The parts in sql/install/ are concatenated, in name order, into
--- regstack--1.0.sql by the Makefile.
+-- The parts in sql/install/ are concatenated, in name order, into the
+-- install script of the current version (regstack--1.1.sql) by the
+-- Makefile.  Released versions keep their own script (regstack--1.0.sql)
+-- and reach this one through the upgrade scripts (regstack--1.0--1.1.sql):
+-- a change here needs the same change there.
 
 \echo Use "CREATE EXTENSION regstack" to load this file. \quit
 

@@ -1,15 +1,13 @@
 -- regstack install script, part 2: exact sliding-window rate limits.
 --
--- Three tables (see src/rate_limits.c for the algorithm):
+-- Three tables (see docs/rate-limits.md for the protocol):
 --   rate_limit_policies     the defaults (max_events, within) per event type
 --   auth_rate_limit_events  the event log: one row per counted event, numbered
---                           per (key, event_type, lane) by seq
---   auth_rate_limit_state   one row per (key, event_type, lane): the lane's
---                           next seq and a pointer to its first event inside
---                           the window, so that a check never counts rows.  A
---                           key has one lane, and more while several
---                           transactions record on it at once; a lane row is
---                           held by one transaction at a time.
+--                           per (key, event_type) by seq
+--   auth_rate_limit_state   one row per (key, event_type): the next seq and a
+--                           pointer to the first event inside the window, so
+--                           that a check never counts rows.  A recording call
+--                           updates it, so it serializes the calls on a key.
 
 -- The registry of rate-limit policies.  Rows with builtin = true are the ones
 -- this script ships; pg_dump keeps the others, and inserting a row named like
@@ -58,16 +56,14 @@ VALUES
 SELECT pg_catalog.pg_extension_config_dump('regstack.rate_limit_policies',
                                            'WHERE NOT builtin');
 
--- The event log.  seq numbers the events of one (key, event_type, lane)
--- from 0 in the order they were recorded; occurred_at never decreases with
--- seq.
+-- The event log.  seq numbers the events of one (key, event_type) from 0
+-- in the order they were recorded; occurred_at never decreases with seq.
 CREATE TABLE regstack.auth_rate_limit_events (
     key         text COLLATE "C" NOT NULL,
     event_type  text COLLATE "C" NOT NULL,
-    lane        smallint NOT NULL DEFAULT 0,
     seq         bigint NOT NULL,
     occurred_at timestamptz NOT NULL,
-    PRIMARY KEY (key, event_type, lane, seq)
+    PRIMARY KEY (key, event_type, seq)
 );
 
 COMMENT ON TABLE regstack.auth_rate_limit_events IS
@@ -75,8 +71,7 @@ COMMENT ON TABLE regstack.auth_rate_limit_events IS
 
 SELECT pg_catalog.pg_extension_config_dump('regstack.auth_rate_limit_events', '');
 
--- Per (key, event_type, lane): where the window starts in the lane's log.
---   lane       0, 1, ...: a key's first lane is 0
+-- Per (key, event_type): where the window starts in the log.
 --   next_seq   seq the next event gets
 --   start_seq  first event inside a window of window_us microseconds ending
 --              at clock_at (next_seq when none is); start_at is its time
@@ -86,20 +81,17 @@ SELECT pg_catalog.pg_extension_config_dump('regstack.auth_rate_limit_events', ''
 CREATE TABLE regstack.auth_rate_limit_state (
     key         text COLLATE "C" NOT NULL,
     event_type  text COLLATE "C" NOT NULL,
-    lane        smallint NOT NULL DEFAULT 0
-        CONSTRAINT auth_rate_limit_state_lane_check
-        CHECK (lane OPERATOR(pg_catalog.>=) 0 AND lane OPERATOR(pg_catalog.<) 64),
     next_seq    bigint NOT NULL,
     start_seq   bigint NOT NULL,
     start_at    timestamptz,
     window_us   bigint,
     last_at     timestamptz,
     clock_at    timestamptz NOT NULL,
-    PRIMARY KEY (key, event_type, lane)
+    PRIMARY KEY (key, event_type)
 ) WITH (fillfactor = 70);
 
 COMMENT ON TABLE regstack.auth_rate_limit_state IS
-'Rate-limit bookkeeping per key, event type and lane (sequence and window pointer); use the regstack functions, not this table';
+'Rate-limit bookkeeping per key and event type (sequence and window pointer); use the regstack functions, not this table';
 
 SELECT pg_catalog.pg_extension_config_dump('regstack.auth_rate_limit_state', '');
 

@@ -12,7 +12,7 @@ use lib $FindBin::Bin;
 use RegstackTAP;
 
 my $node = PostgreSQL::Test::Cluster->new('reaper_databases');
-$node->init;
+$node->init(allows_streaming => 1);    # max_wal_senders > 0: the gate needs synchronous replication
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
 regstack.naptime = 1
@@ -91,33 +91,16 @@ $node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.databases');
 $node->reload;
 wait_reaped('db2', 'reaped again once listed');
 
-# A gate: a row trigger that makes the reaper's batch wait on an advisory
-# lock the test holds, so that a worker is provably in the middle of a
-# pass.  Small batches and a millisecond per row make the rest of the pass
-# last far longer than the 5 s DROP DATABASE waits for other sessions.
-sub add_gate
-{
-	my ($db) = @_;
-	$node->safe_psql($db, q{
-		CREATE FUNCTION public.reaper_gate() RETURNS trigger LANGUAGE plpgsql
-		    SET lock_timeout = 0 AS $$
-		BEGIN
-		    PERFORM pg_advisory_xact_lock_shared(4242);
-		    PERFORM pg_sleep(0.001);
-		    RETURN OLD;
-		END $$;
-		CREATE TRIGGER reaper_gate BEFORE DELETE ON regstack.auth_ephemeral_tokens
-		    FOR EACH ROW EXECUTE FUNCTION public.reaper_gate();});
-}
+# The gate (RegstackTAP.pm) holds a reaper batch at its commit, so that a
+# worker is provably in the middle of a pass; small batches over many rows
+# make the rest of the pass last far longer than the 5 s DROP DATABASE
+# waits for other sessions.  The test's sessions commit without waiting.
+$ENV{PGOPTIONS} = '-c synchronous_commit=local';
 
-sub wait_worker_gated
+sub worker_gated
 {
 	my ($db) = @_;
-	ok( $node->poll_query_until('postgres',
-			"SELECT count(*) = 1 FROM pg_stat_activity
-			  WHERE backend_type = 'regstack reaper' AND datname = '$db'
-			    AND wait_event_type = 'Lock' AND wait_event = 'advisory'"),
-		"a reaper worker is in the middle of a batch in $db");
+	ok(wait_worker_gated($node, $db), "a reaper worker is in the middle of a batch in $db");
 }
 
 $node->safe_psql('postgres', "ALTER SYSTEM SET regstack.batch_size = 10");
@@ -128,22 +111,19 @@ $node->poll_query_until('postgres', 'SHOW regstack.batch_size', '10')
 # DROP DATABASE while the worker is there.
 $node->safe_psql('postgres', 'CREATE DATABASE dropme');
 $node->safe_psql('dropme', 'CREATE EXTENSION regstack');
-add_gate('dropme');
-my $holder = $node->background_psql('dropme');
-$holder->query_safe('SELECT pg_advisory_lock(4242)');
-insert_expired($node, 'dropme', 20000);
-wait_worker_gated('dropme');
-# DROP DATABASE starts (it waits for the worker's batch, or for sessions
-# to leave); the holder then leaves, the batch ends, and the worker must
-# leave before DROP DATABASE's 5 s are up although its pass is far from
-# done.
+insert_expired($node, 'dropme', 200000);
+gate_close($node);
+worker_gated('dropme');
+# DROP DATABASE starts (it waits for sessions to leave); the gate then
+# opens, the batch ends, and the worker must leave before DROP DATABASE's
+# 5 s are up although its pass is far from done.
 my $dropper = $node->background_psql('postgres', on_error_stop => 0);
 $dropper->query_until(qr/dropping/, "\\echo dropping\nDROP DATABASE dropme;\n");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity
 	  WHERE query LIKE 'DROP DATABASE dropme%' AND state = 'active'")
   or die 'DROP DATABASE is not waiting';
-$holder->quit;
+gate_open($node);
 my ($out, $failed) = $dropper->query('SELECT 1');
 is($dropper->{stderr}, '', 'DROP DATABASE succeeds while the worker is in a pass');
 $dropper->quit;
@@ -153,22 +133,19 @@ is( $node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname
 # DROP EXTENSION while the worker is there.
 $node->safe_psql('postgres', 'CREATE DATABASE dropext');
 $node->safe_psql('dropext', 'CREATE EXTENSION regstack');
-add_gate('dropext');
-$holder = $node->background_psql('dropext');
-$holder->query_safe('SELECT pg_advisory_lock(4242)');
-insert_expired($node, 'dropext', 20000);
-wait_worker_gated('dropext');
+insert_expired($node, 'dropext', 200000);
+gate_close($node);
+worker_gated('dropext');
 $dropper = $node->background_psql('dropext', on_error_stop => 0);
 $dropper->query_until(qr/dropping/, "\\echo dropping\nDROP EXTENSION regstack;\n");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity
 	  WHERE query LIKE 'DROP EXTENSION regstack%' AND state = 'active'")
   or die 'DROP EXTENSION is not waiting';
-$holder->query_safe('SELECT pg_advisory_unlock(4242)');
+gate_open($node);
 ($out, $failed) = $dropper->query('SELECT 1');
 is($dropper->{stderr}, '', 'DROP EXTENSION succeeds while the worker is in a pass');
 $dropper->quit;
-$holder->quit;
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM regstack.reaper_status WHERE datname = 'dropext'"),
 	'the database leaves reaper_status once the extension is gone');

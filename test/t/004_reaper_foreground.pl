@@ -1,10 +1,10 @@
 # The reaper and foreground calls stay out of each other's way: while a
-# reaper batch is held in the middle of its transaction (rows locked,
-# some deleted), issue, consume, peek, attach and revoke all complete; and
-# the reaper skips rows a foreground transaction has locked instead of
-# waiting for them.  The batch is held by a DELETE trigger, which sends
-# the reaper down its SQL path (purge.c); the trigger is then dropped and
-# the skipping is checked again on the direct path.
+# reaper batch is held in the middle of its transaction (rows deleted and
+# held, not yet committed), issue, consume, peek, attach and revoke all
+# complete; and the reaper skips rows a foreground transaction has locked
+# instead of waiting for them.  The batch is held at its commit by the
+# gate of RegstackTAP.pm (a synchronous standby that never answers); the
+# test's own sessions commit locally.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -15,7 +15,7 @@ use lib $FindBin::Bin;
 use RegstackTAP;
 
 my $node = PostgreSQL::Test::Cluster->new('reaper_foreground');
-$node->init;
+$node->init(allows_streaming => 1);    # max_wal_senders > 0: the gate needs synchronous replication
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
 regstack.naptime = 1
@@ -60,28 +60,11 @@ my @live = map {
 		"SELECT regstack.issue_token('pre_auth', subject => 'live$_')")
 } 1 .. 3;
 
-# Hold the reaper in the middle of a batch: a row trigger makes the reaper
-# (only) wait on an advisory lock the test holds (with no lock_timeout:
-# the worker's own would end the wait).
-$node->safe_psql('postgres', q{
-	CREATE FUNCTION public.reaper_gate() RETURNS trigger LANGUAGE plpgsql
-		    SET lock_timeout = 0 AS $$
-	BEGIN
-	    IF current_setting('application_name') = 'regstack reaper' THEN
-	        PERFORM pg_advisory_xact_lock_shared(4242);
-	    END IF;
-	    RETURN OLD;
-	END $$;
-	CREATE TRIGGER reaper_gate BEFORE DELETE ON regstack.auth_ephemeral_tokens
-	    FOR EACH ROW WHEN (OLD.subject = 'expired')
-	    EXECUTE FUNCTION public.reaper_gate();});
-my $holder = $node->background_psql('postgres');
-$holder->query_safe('SELECT pg_advisory_lock(4242)');
+# Hold the reaper in the middle of a batch.
+$ENV{PGOPTIONS} = '-c synchronous_commit=local';
+gate_close($node);
 insert_expired($node, 'postgres', 1000, 'a');
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity
-		  WHERE backend_type = 'regstack reaper' AND application_name = 'regstack reaper'
-		    AND datname = 'postgres' AND wait_event = 'advisory'"),
+ok(wait_worker_gated($node, 'postgres'),
 	'a reaper batch is held mid-transaction, and shows in pg_stat_activity');
 is( $node->safe_psql('postgres',
 		"SELECT pid IS NOT NULL AND last_pass_end IS NULL FROM regstack.reaper_status"),
@@ -122,18 +105,16 @@ is( $locker->query_safe(q{
 
 # Released, the reaper finishes, skipping the locked row rather than
 # waiting for it.
-$holder->query_safe('SELECT pg_advisory_unlock(4242)');
-$holder->quit;
-locked_row_is_skipped('SQL path (held pass released)');
-locked_row_goes('SQL path', $locker);
+gate_open($node);
+locked_row_is_skipped('held pass released');
+locked_row_goes('held pass released', $locker);
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE subject = 'live2'"),
 	'1', 'live tokens were never touched');
 
-# Without the trigger the reaper deletes directly (no SQL): the same again.
-# The reaper is off (and no worker running) while the rows are made and
-# one is locked, so that it cannot take that row first.
-$node->safe_psql('postgres', 'DROP TRIGGER reaper_gate ON regstack.auth_ephemeral_tokens');
+# The same with the row locked before the reaper comes: the reaper is off
+# (and no worker running) while the rows are made and one is locked, so
+# that it cannot take that row first.
 $node->safe_psql('postgres', 'ALTER SYSTEM SET regstack.reaper_enabled = off');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 ok( $node->poll_query_until('postgres',
@@ -149,11 +130,11 @@ is( $locker->query_safe(q{
 	'pre_auth', 'a foreground transaction locks an expired row');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.reaper_enabled');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-locked_row_is_skipped('direct path');
+locked_row_is_skipped('row locked first');
 is( $node->safe_psql('postgres',
 		"$guard SELECT tokens_deleted FROM regstack.purge_expired()"),
-	'0', 'direct path: purge_expired skips the locked row instead of waiting');
-locked_row_goes('direct path', $locker);
+	'0', 'purge_expired skips the locked row instead of waiting');
+locked_row_goes('row locked first', $locker);
 
 # A failing pass: a session holds an ACCESS EXCLUSIVE lock on the table,
 # the reaper's batch gives up (its lock_timeout), the error is logged with

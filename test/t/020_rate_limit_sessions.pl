@@ -4,8 +4,8 @@
 #  2. max 10 in a 1-second sliding window for 4 seconds: in no window of
 #     one second do the recorded events exceed 10, and the limit is reached.
 #  3. A hot key far from its limit (max 1,000,000): 32 sessions record at
-#     once in several lanes, every call is allowed and recorded, and each
-#     lane's log is numbered without gaps.
+#     once (one at a time: the key's state row serializes them), every
+#     call is allowed and recorded, and the log is numbered without gaps.
 #  4. Mixed calls on three keys, max 5 in a 2-second window, for 6
 #     seconds: recording checks, check-verify-record transactions, checks
 #     rolled back, and checks rolled back to a savepoint then repeated.  No
@@ -87,22 +87,22 @@ is($worst, '10', 'no 1-second window holds more than 10 events, and 10 is reache
 my $total = $node->safe_psql('postgres',
 	"SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key = 'slide'");
 cmp_ok($total, '>=', 30, "events allowed over 4 seconds ($total)");
-# Each lane's log: numbered from 0 without gaps, up to the lane row's
+# A key's log: numbered from 0 without gaps, up to the state row's
 # next_seq, with occurred_at never decreasing along seq.
-my $lane_faults = q{
+my $log_faults = q{
 SELECT count(*) FROM (
   SELECT e.seq, e.occurred_at, s.next_seq,
          lag(e.occurred_at) OVER w AS prev, lag(e.seq) OVER w AS prev_seq,
-         max(e.seq) OVER (PARTITION BY e.key, e.lane) AS last_seq
+         max(e.seq) OVER (PARTITION BY e.key) AS last_seq
     FROM regstack.auth_rate_limit_events e
-    JOIN regstack.auth_rate_limit_state s USING (key, event_type, lane)
+    JOIN regstack.auth_rate_limit_state s USING (key, event_type)
    WHERE key = $1
-  WINDOW w AS (PARTITION BY e.key, e.lane ORDER BY e.seq)) AS l
+  WINDOW w AS (PARTITION BY e.key ORDER BY e.seq)) AS l
  WHERE occurred_at < prev OR seq <> coalesce(prev_seq + 1, 0)
     OR last_seq <> next_seq - 1
 };
-is($node->safe_psql('postgres', $lane_faults =~ s/\$1/'slide'/r), '0',
-	'each lane of the sliding key is gapless, occurred_at never decreasing');
+is($node->safe_psql('postgres', $log_faults =~ s/\$1/'slide'/r), '0',
+	"the sliding key's log is gapless, occurred_at never decreasing");
 
 # 3. A hot key far from its limit: 32 sessions x 50 calls.
 $node->pgbench(
@@ -120,15 +120,11 @@ SELECT remaining FROM regstack.rate_limit_check('far', 'tap', 1000000, '1 hour')
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key = 'far'"),
 	'1600', 'every call allowed and recorded');
-my $lanes = $node->safe_psql('postgres',
-	"SELECT count(*) FROM regstack.auth_rate_limit_state WHERE key = 'far'");
-ok($lanes >= 2 && $lanes <= 16,
-	"the key got several lanes, at most regstack.rate_limit_lanes ($lanes)");
-is($node->safe_psql('postgres', $lane_faults =~ s/\$1/'far'/r), '0',
-	'each lane of the hot key is gapless, occurred_at never decreasing');
+is($node->safe_psql('postgres', $log_faults =~ s/\$1/'far'/r), '0',
+	"the hot key's log is gapless, occurred_at never decreasing");
 is($node->safe_psql('postgres', q{
 SELECT allowed, remaining FROM regstack.rate_limit_check('far', 'tap', 1600, '1 hour', record => false)
-}), 'f|0', 'a check counts the events of every lane');
+}), 'f|0', 'a check counts every event');
 
 # 4. Mixed calls on three keys.
 $node->pgbench(
@@ -176,8 +172,8 @@ SELECT string_agg(key || '=' || worst, ',' ORDER BY key) FROM (
    GROUP BY key) AS k
 }), 'mix1=5,mix2=5,mix3=5',
 	'no 2-second window of a key holds more than 5 events, and 5 is reached');
-is($node->safe_psql('postgres', $lane_faults =~ s/key = \$1/key LIKE 'mix%'/r), '0',
-	'each lane of the mixed keys is gapless, occurred_at never decreasing');
+is($node->safe_psql('postgres', $log_faults =~ s/key = \$1/key LIKE 'mix%'/r), '0',
+	"the mixed keys' logs are gapless, occurred_at never decreasing");
 
 $node->stop;
 done_testing();

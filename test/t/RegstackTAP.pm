@@ -3,7 +3,7 @@ package RegstackTAP;
 use strict;
 use warnings;
 use Exporter 'import';
-our @EXPORT = qw(insert_expired);
+our @EXPORT = qw(insert_expired gate_close gate_open wait_worker_gated);
 
 # Insert $n tokens that expired a minute ago (subject 'expired') straight
 # into regstack's table in database $db of $node.  With $tag, token i's
@@ -20,6 +20,41 @@ sub insert_expired
 		       'pre_auth', 'expired',
 		       now() - interval '10 minutes', now() - interval '1 minute'
 		  FROM generate_series(1, $n) AS i});
+}
+
+# A gate that holds a reaper batch in the middle of its transaction: with
+# synchronous_standby_names naming a standby that never connects, a
+# transaction's commit waits (wait event SyncRep) after its rows are
+# deleted and while it still holds its locks; its deletes are not yet
+# visible to others, who find the rows held by a running transaction.
+# The test's own sessions must commit without waiting: run them with
+# $ENV{PGOPTIONS} = '-c synchronous_commit=local'.  Only the reaper (and
+# any session that commits with synchronous_commit on) is held.
+sub gate_close
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = 'regstack_gate'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres', 'SHOW synchronous_standby_names', 'regstack_gate')
+	  or die 'the gate did not close';
+}
+
+# Open the gate: the held commits complete.
+sub gate_open
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', 'ALTER SYSTEM RESET synchronous_standby_names');
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+}
+
+# Wait until a reaper worker in database $db is held at the gate.
+sub wait_worker_gated
+{
+	my ($node, $db) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity
+		  WHERE backend_type = 'regstack reaper' AND datname = '$db'
+		    AND wait_event = 'SyncRep'");
 }
 
 1;
