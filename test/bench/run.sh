@@ -12,9 +12,11 @@
 # no TCP) and a throwaway Redis (Unix socket only, no persistence).  Both
 # stop, and the work directory goes, when the script exits.
 #
-# Workloads (8 clients each, rounds interleaved, medians; details in the
-# README's benchmark section): token pair, rate limit (spread and hot
-# key), reaper (1M expired rows) and token-pair latency while reaping.
+# Workloads (8 clients each, rounds interleaved, medians; details in
+# docs/benchmark.md): token pair, rate limit on spread keys, an attack on
+# one key (every call denied), failures recorded on one account, a shared
+# quota key far from its limit, reaper (1M expired rows) and token-pair
+# latency while reaping.
 #
 # Environment:
 #   BENCH_MODE=full|smoke   full (default, under 5 minutes) or smoke (a few
@@ -197,16 +199,14 @@ bench_rounds() {
     done
 }
 
-# Record how many events the hot keys' windows hold after the rate-limit
-# rounds (every call was recorded, none has left the 1-hour window).
-bench_hot_windows() {
-    local n
-    n=$(bench_psql bench -Atc "SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key = 'hot'")
-    bench_record hot_window_events regstack_hot - 0 "$n" events
-    n=$(bench_psql bench -Atc "SELECT count(*) FROM app.auth_rate_limit_events WHERE key = 'hot'")
-    bench_record hot_window_events plain_sql_hot - 0 "$n" events
-    n=$(redis-cli -s "$work/redis.sock" ZCARD rl:login_attempt:hot)
-    bench_record hot_window_events redis_hot - 0 "$n" events
+# Fill the attack key's window to its limit, for regstack (the shipped
+# login_ip policy: 100 per 15 minutes) and for the plain-SQL table, so
+# that every call of the attack workload is denied.
+bench_fill_attack_key() {
+    bench_psql bench -q \
+        -c "SELECT regstack.rate_limit_record('ip:203.0.113.7', 'login_ip') FROM generate_series(1, 100)" \
+        -c "INSERT INTO app.auth_rate_limit_events (key, event_type)
+            SELECT 'ip:203.0.113.7', 'login_ip' FROM generate_series(1, 100)"
 }
 
 # Enable the reaper and wait (in one session, polling regstack.reaper_status
@@ -458,7 +458,7 @@ else
 fi
 bin=$("$pg_config" --bindir)
 have_reaper=0
-grep -q 'reaper_status' "$("$pg_config" --sharedir)/extension/regstack--1.0.sql" && have_reaper=1
+grep -qs 'reaper_status' "$("$pg_config" --sharedir)"/extension/regstack--*.sql && have_reaper=1
 gcc -O2 -Wall -o "$work/redis_driver" "$bench/redis_driver.c" -lhiredis -lpthread
 
 bench_start_postgres
@@ -470,11 +470,17 @@ echo "   (8 connections cost the server $connect_cpu s of CPU; subtracted from e
 echo "== token pair (issue_token + consume_token, pairs/s)"
 bench_rounds token_pair regstack=token_regstack.sql plain_sql=token_plain.sql \
     plpgsql=token_plpgsql.sql redis=redis:tokpair
-echo "== rate limit (checks/s)"
-bench_rounds rate_limit regstack_spread=rl_regstack_spread.sql regstack_hot=rl_regstack_hot.sql \
-    plain_sql_spread=rl_plain_spread.sql plain_sql_hot=rl_plain_hot.sql@off \
-    redis_spread=redis:rl_spread redis_hot=redis:rl_hot
-bench_hot_windows
+echo "== rate limit, spread keys (checks/s)"
+bench_rounds rate_limit regstack_spread=rl_regstack_spread.sql plain_sql_spread=rl_plain_spread.sql \
+    redis_spread=redis:rl_spread
+echo "== rate limit, an attack on one key: every call denied (checks/s)"
+bench_fill_attack_key
+bench_rounds rl_attack regstack_attack=rl_regstack_attack.sql plain_sql_attack=rl_plain_attack.sql
+echo "== rate limit, failures recorded on one account (records/s)"
+bench_rounds rl_failures regstack_failures=rl_regstack_failures.sql plain_sql_failures=rl_plain_failures.sql
+echo "== rate limit, one shared quota key far from its limit (checks/s)"
+bench_rounds rl_quota regstack_quota=rl_regstack_quota.sql plain_sql_quota=rl_plain_quota.sql \
+    redis_one_key=redis:rl_hot
 echo "== reaper ($reaper_rows expired rows, batch $batch_size)"
 bench_reaper_rows
 if [ "$have_reaper" = 1 ]; then

@@ -33,7 +33,7 @@ SELECT phase, count(*) AS pairs,
  WHERE phase IS NOT NULL
  GROUP BY phase;
 
--- The targets of issues 3, 4 and 5: numerator / denominator against a bound.
+-- The targets (issues 3, 4, 5 and 21): numerator / denominator against a bound.
 CREATE VIEW targets AS
 WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VALUES
     (1, 'token pair vs plain SQL, sync off', 'token_pair', 'regstack', 'off', 'token_pair', 'plain_sql', 'off', '>=', 1.3),
@@ -42,9 +42,16 @@ WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VA
     (4, 'token pair vs PL/pgSQL, sync on', 'token_pair', 'regstack', 'on', 'token_pair', 'plpgsql', 'on', '>=', 1.5),
     (5, 'token pair vs Redis, sync off (goal)', 'token_pair', 'regstack', 'off', 'token_pair', 'redis', 'off', '>=', 0.5),
     (6, 'rate limit spread vs plain SQL, sync off', 'rate_limit', 'regstack_spread', 'off', 'rate_limit', 'plain_sql_spread', 'off', '>=', 1.5),
-    (7, 'rate limit spread vs plain SQL, sync on', 'rate_limit', 'regstack_spread', 'on', 'rate_limit', 'plain_sql_spread', 'on', '>=', 1.5),
-    (8, 'rate limit hot vs spread, sync off', 'rate_limit', 'regstack_hot', 'off', 'rate_limit', 'regstack_spread', 'off', '>=', 0.5),
-    (9, 'rate limit hot vs spread, sync on', 'rate_limit', 'regstack_hot', 'on', 'rate_limit', 'regstack_spread', 'on', '>=', 0.5),
+    (7, 'rate limit spread vs plain SQL, sync on', 'rate_limit', 'regstack_spread', 'on', 'rate_limit', 'plain_sql_spread', 'on', '>=', 1.0),
+    (8, 'attack (denied) vs spread-key check, sync off', 'rl_attack', 'regstack_attack', 'off', 'rate_limit', 'regstack_spread', 'off', '>=', 1.0),
+    (9, 'attack (denied) vs spread-key check, sync on', 'rl_attack', 'regstack_attack', 'on', 'rate_limit', 'regstack_spread', 'on', '>=', 1.0),
+    (15, 'server CPU per check, spread / attack (denied), sync off', 'rate_limit_cpu', 'regstack_spread', 'off', 'rl_attack_cpu', 'regstack_attack', 'off', '>=', 1.0),
+    (16, 'attack (denied) vs plain SQL, sync off (report)', 'rl_attack', 'regstack_attack', 'off', 'rl_attack', 'plain_sql_attack', 'off', NULL, NULL),
+    (17, 'failures on one account vs plain SQL insert, sync on (report)', 'rl_failures', 'regstack_failures', 'on', 'rl_failures', 'plain_sql_failures', 'on', NULL, NULL),
+    (18, 'failures on one account vs plain SQL insert, sync off (report)', 'rl_failures', 'regstack_failures', 'off', 'rl_failures', 'plain_sql_failures', 'off', NULL, NULL),
+    (19, 'shared quota key vs spread keys, sync on (report)', 'rl_quota', 'regstack_quota', 'on', 'rate_limit', 'regstack_spread', 'on', NULL, NULL),
+    (25, 'shared quota key vs spread keys, sync off (report)', 'rl_quota', 'regstack_quota', 'off', 'rate_limit', 'regstack_spread', 'off', NULL, NULL),
+    (26, 'shared quota key vs plain SQL, sync on (report)', 'rl_quota', 'regstack_quota', 'on', 'rl_quota', 'plain_sql_quota', 'on', NULL, NULL),
     (10, 'reaper rows/s vs plain batched delete', 'reaper', 'regstack_reaper', 'on', 'reaper', 'plain_sql', 'on', '>=', 1.0),
     (11, 'reaper pass alone (its own start/end) vs plain batched delete (report)', 'reaper', 'regstack_reaper_pass_only', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
     (12, 'purge_expired rows/s vs plain batched delete (report)', 'reaper', 'purge_expired', 'on', 'reaper', 'plain_sql', 'on', NULL, NULL),
@@ -55,7 +62,7 @@ WITH t (ord, figure, num_w, num_c, num_s, den_w, den_c, den_s, op, bound) AS (VA
     (21, 'server CPU per token pair, PL/pgSQL / regstack, sync off (report)', 'token_pair_cpu', 'plpgsql', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
     (22, 'server CPU per token pair, Redis / regstack (report)', 'token_pair_cpu', 'redis', 'off', 'token_pair_cpu', 'regstack', 'off', NULL, NULL),
     (23, 'server CPU per check, plain SQL / regstack, spread, sync off (report)', 'rate_limit_cpu', 'plain_sql_spread', 'off', 'rate_limit_cpu', 'regstack_spread', 'off', NULL, NULL),
-    (24, 'server CPU per check, regstack spread / hot, sync off (report)', 'rate_limit_cpu', 'regstack_spread', 'off', 'rate_limit_cpu', 'regstack_hot', 'off', NULL, NULL))
+    (24, 'shared quota key, regstack vs Redis one key, sync off (report)', 'rl_quota', 'regstack_quota', 'off', 'rl_quota', 'redis_one_key', 'off', NULL, NULL))
 SELECT t.ord, t.figure, n.median / nullif(d.median, 0) AS ratio, t.op, t.bound,
        CASE WHEN n.median IS NULL OR d.median IS NULL THEN 'not measured'
             WHEN d.median = 0 THEN 'not measured (zero)'
