@@ -12,14 +12,15 @@
 # there, and every suite starts its own temporary instances from that copy.
 #
 # Environment: KEEP=1 keeps the work directory; SUITES="regress isolation
-# tap bench" chooses suites (default: all four).  The bench suite runs the
+# tap bench examples" chooses suites (default: all five; examples runs the
+# client programs of examples/, test/examples.sh).  The bench suite runs the
 # benchmark in smoke mode (test/bench/run.sh, BENCH_MODE=smoke) against the
 # same private build: it fails when a workload errors, never on a figure.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 pgver=15
-suites=${SUITES:-regress isolation tap bench}
+suites=${SUITES:-regress isolation tap bench examples}
 
 . "$src/test/lib/common.sh"
 regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith postgresql-$pgver-cron \
@@ -44,6 +45,13 @@ else
 fi
 
 for suite in $suites; do
+    if [ "$suite" = examples ]; then
+        echo "=== examples"
+        if ! bash "$src/test/examples.sh" "$pg_config" 2>&1 | tee -a "$log"; then
+            status=1
+        fi
+        continue
+    fi
     if [ "$suite" = bench ]; then
         echo "=== bench"
         if BENCH_MODE=smoke BENCH_PG_CONFIG="$pg_config" BENCH_OUT="$work/bench-smoke.json" \
