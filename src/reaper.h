@@ -34,7 +34,7 @@ extern int	regstack_reaper_max_databases;	/* restart-only */
 
 /*
  * True when database datname is one the reaper should visit according to
- * regstack.databases (empty: every database).
+ * regstack.reaper_databases (empty: every database).
  */
 extern bool regstack_reaper_database_listed(const char *datname);
 

@@ -2,7 +2,8 @@
  *
  * reaper_launcher.c
  *	  The reaper's launcher: one background worker per cluster that, every
- *	  regstack.naptime, starts a short-lived reaper worker in each database.
+ *	  regstack.reaper_naptime, starts a short-lived reaper worker in each
+ *	  database.
  *
  * The launcher is registered statically when regstack is preloaded, and
  * the postmaster starts it once recovery has finished: on a standby it
@@ -16,8 +17,8 @@
  * can read without one, so DROP DATABASE never waits for it.  It cannot see
  * pg_extension, so every naptime it starts one worker per database that
  * accepts connections and is not a template (or only those named in
- * regstack.databases); the worker checks for the extension, reaps if it is
- * there, and exits.  Workers run one at a time, so the reaper needs one
+ * regstack.reaper_databases); the worker checks for the extension, reaps if
+ * it is there, and exits.  Workers run one at a time, so the reaper needs one
  * background-worker slot besides the launcher's.  A database where CREATE
  * EXTENSION runs later is therefore picked up at the next round.
  *

@@ -28,7 +28,7 @@ int			regstack_reaper_batch_size = 10000;
 char	   *regstack_reaper_databases = NULL;
 int			regstack_reaper_max_databases = 64;
 
-/* Check hook for regstack.databases: a comma-separated list of names. */
+/* Check hook for regstack.reaper_databases: a comma-separated list of names. */
 static bool
 settings_check_databases(char **newval, void **extra, GucSource source)
 {
@@ -45,7 +45,7 @@ settings_check_databases(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
-/* True when datname is listed in regstack.databases, or the list is empty. */
+/* True when datname is listed in regstack.reaper_databases, or the list is empty. */
 bool
 regstack_reaper_database_listed(const char *datname)
 {
@@ -90,7 +90,7 @@ regstack_reaper_define_settings(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("regstack.naptime",
+	DefineCustomIntVariable("regstack.reaper_naptime",
 							"Time between two reaper passes over each database.",
 							NULL,
 							&regstack_reaper_naptime,
@@ -101,7 +101,7 @@ regstack_reaper_define_settings(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("regstack.batch_size",
+	DefineCustomIntVariable("regstack.reaper_batch_size",
 							"Rows the reaper deletes per transaction.",
 							"A pass goes on while batches come back full.",
 							&regstack_reaper_batch_size,
@@ -112,7 +112,7 @@ regstack_reaper_define_settings(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("regstack.databases",
+	DefineCustomStringVariable("regstack.reaper_databases",
 							   "Databases the reaper visits (comma-separated; empty: every database with the extension).",
 							   NULL,
 							   &regstack_reaper_databases,
@@ -129,7 +129,7 @@ regstack_reaper_define_settings(void)
 void
 regstack_reaper_preload(void)
 {
-	DefineCustomIntVariable("regstack.max_databases",
+	DefineCustomIntVariable("regstack.reaper_max_databases",
 							"Databases the reaper status table has room for.",
 							"Sizes shared memory; a database beyond it is still reaped, but not reported.",
 							&regstack_reaper_max_databases,

@@ -4,7 +4,7 @@
  *	  The reaper's status table in shared memory, one slot per database,
  *	  and regstack.reaper_status(), the function behind the view.
  *
- * The table has regstack.max_databases slots (a restart-only setting), so
+ * The table has regstack.reaper_max_databases slots (a restart-only setting), so
  * its size is fixed when the postmaster starts.  A slot belongs to a
  * database from the first pass there until its extension is dropped or
  * the database disappears from pg_database; when all slots are taken, a

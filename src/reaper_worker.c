@@ -9,7 +9,7 @@
  * between passes; during a pass it gets out of the way as described below.
  *
  * A pass:
- *	1. deletes expired tokens in batches of up to regstack.batch_size rows
+ *	1. deletes expired tokens in batches of up to regstack.reaper_batch_size rows
  *	   (fewer at first and while others write: see below), each
  *	   batch its own committed transaction, sweeping the table once in ctid
  *	   order (regstack_purge_tokens_range); within a stretch of
@@ -21,7 +21,7 @@
  * never waits for a foreground transaction, and a consume_token never
  * waits for the reaper: it only ever needs live rows, which the reaper
  * does not touch.  When other transactions wrote during the last pause or
- * the batch just done, the worker deletes a tenth of regstack.batch_size
+ * the batch just done, the worker deletes a tenth of regstack.reaper_batch_size
  * per batch and pauses for three times as long as that batch took before
  * the next one (worker_yield_end), so that a large backlog does not fill
  * the WAL that foreground commits must flush, nor take a core from them;
@@ -104,7 +104,7 @@
  * When other transactions wrote during the last pause or the batch
  * (foreground work is going on), the worker waits this multiple of the
  * batch's own duration before the next batch, and its batches delete at
- * most regstack.batch_size / WORKER_YIELD_BATCH_DIVISOR rows until
+ * most regstack.reaper_batch_size / WORKER_YIELD_BATCH_DIVISOR rows until
  * WORKER_YIELD_QUIET_LOOKS looks in a row see no other writer, so that
  * their commits do not queue behind its WAL or wait for a core.  On
  * the development machine (2 cores, token pairs at 1,500/s with
@@ -251,7 +251,7 @@ worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("regstack reaper status table is full; database \"%s\" is reaped but not reported",
 							pass->datname),
-					 errhint("Raise regstack.max_databases.")));
+					 errhint("Raise regstack.reaper_max_databases.")));
 		pass->claimed = true;
 	}
 

@@ -382,8 +382,8 @@ EOF
     if [ "$have_reaper" = 1 ]; then
         cat >>"$work/data/postgresql.conf" <<EOF
 regstack.reaper_enabled = off
-regstack.naptime = 1
-regstack.batch_size = $batch_size
+regstack.reaper_naptime = 1
+regstack.reaper_batch_size = $batch_size
 EOF
     fi
     regstack_as_test_user "'$bin/pg_ctl' -D '$work/data' -l '$work/server.log' -w start" >/dev/null

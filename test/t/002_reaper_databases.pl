@@ -1,5 +1,5 @@
 # The reaper in several databases: every database with the extension is
-# reaped, one created later is picked up, regstack.databases restricts the
+# reaped, one created later is picked up, regstack.reaper_databases restricts the
 # list, and DROP DATABASE and DROP EXTENSION succeed while a worker is in
 # the middle of a pass there.
 use strict;
@@ -15,7 +15,7 @@ my $node = PostgreSQL::Test::Cluster->new('reaper_databases');
 $node->init(allows_streaming => 1);    # max_wal_senders > 0: the gate needs synchronous replication
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 1
+regstack.reaper_naptime = 1
 });
 $node->start;
 $node->poll_query_until('postgres',
@@ -80,14 +80,14 @@ is( $node->safe_psql('db3',
 		"SELECT string_agg(datname, ',' ORDER BY datname) FROM regstack.reaper_status"),
 	'db1,db2,db3,postgres', 'reaper_status lists every database, from any of them');
 
-# regstack.databases restricts the reaper to the databases listed.
-$node->safe_psql('postgres', "ALTER SYSTEM SET regstack.databases = 'db1, postgres'");
+# regstack.reaper_databases restricts the reaper to the databases listed.
+$node->safe_psql('postgres', "ALTER SYSTEM SET regstack.reaper_databases = 'db1, postgres'");
 $node->reload;
 wait_passes('db1', 2);			# the launcher has the new list by now
 insert_expired($node, 'db2', 100);
 wait_passes('db1', 2);			# two whole rounds: db2 would have been visited
-is(expired_count('db2'), '100', 'a database left out of regstack.databases is not reaped');
-$node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.databases');
+is(expired_count('db2'), '100', 'a database left out of regstack.reaper_databases is not reaped');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET regstack.reaper_databases');
 $node->reload;
 wait_reaped('db2', 'reaped again once listed');
 
@@ -103,9 +103,9 @@ sub worker_gated
 	ok(wait_worker_gated($node, $db), "a reaper worker is in the middle of a batch in $db");
 }
 
-$node->safe_psql('postgres', "ALTER SYSTEM SET regstack.batch_size = 10");
+$node->safe_psql('postgres', "ALTER SYSTEM SET regstack.reaper_batch_size = 10");
 $node->reload;
-$node->poll_query_until('postgres', 'SHOW regstack.batch_size', '10')
+$node->poll_query_until('postgres', 'SHOW regstack.reaper_batch_size', '10')
   or die 'batch_size not reloaded';
 
 # DROP DATABASE while the worker is there.
@@ -151,7 +151,7 @@ ok( $node->poll_query_until('postgres',
 	'the database leaves reaper_status once the extension is gone');
 
 # The extension comes back: so does reaping, with no crash loop before.
-$node->safe_psql('postgres', "ALTER SYSTEM RESET regstack.batch_size");
+$node->safe_psql('postgres', "ALTER SYSTEM RESET regstack.reaper_batch_size");
 $node->reload;
 $node->safe_psql('dropext', 'CREATE EXTENSION regstack');
 insert_expired($node, 'dropext', 1000);

@@ -10,7 +10,7 @@ my $primary = PostgreSQL::Test::Cluster->new('reaper_primary');
 $primary->init(allows_streaming => 1);
 $primary->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 1
+regstack.reaper_naptime = 1
 });
 $primary->start;
 $primary->safe_psql('postgres', 'CREATE EXTENSION regstack');

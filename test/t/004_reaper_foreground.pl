@@ -18,8 +18,8 @@ my $node = PostgreSQL::Test::Cluster->new('reaper_foreground');
 $node->init(allows_streaming => 1);    # max_wal_senders > 0: the gate needs synchronous replication
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 1
-regstack.batch_size = 100
+regstack.reaper_naptime = 1
+regstack.reaper_batch_size = 100
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION regstack');

@@ -19,8 +19,8 @@ my $node = PostgreSQL::Test::Cluster->new('reaper_yield');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 1
-regstack.batch_size = 500
+regstack.reaper_naptime = 1
+regstack.reaper_batch_size = 500
 regstack.reaper_enabled = off
 # an autovacuum ANALYZE takes a transaction id: no other writer at all
 autovacuum = off

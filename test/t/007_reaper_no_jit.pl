@@ -24,7 +24,7 @@ jit = on
 jit_above_cost = 0
 jit_inline_above_cost = -1
 jit_optimize_above_cost = -1
-regstack.naptime = 1
+regstack.reaper_naptime = 1
 });
 $node->start;
 $node->safe_psql('postgres', q{

@@ -13,8 +13,8 @@ my $node = PostgreSQL::Test::Cluster->new('reaper_events');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 3600
-regstack.batch_size = 100
+regstack.reaper_naptime = 3600
+regstack.reaper_batch_size = 100
 regstack.reaper_enabled = off
 regstack.event_retention = 1h
 autovacuum = off

@@ -16,7 +16,7 @@ my $node = PostgreSQL::Test::Cluster->new('reaper_guard');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'regstack'
-regstack.naptime = 1
+regstack.reaper_naptime = 1
 });
 $node->start;
 $node->safe_psql('postgres', q{
