@@ -51,8 +51,9 @@ regstack_private_postgres() {
 
 # Copy the source tree $1 into $2/src, build and install regstack into a
 # private PostgreSQL under $2 as the test user; print that pg_config.
-# Build output goes to $2/build.log; on failure it is printed.
-# REGSTACK_MAKE_FLAGS adds make variables (e.g. COPT for sanitizers).
+# Build output goes to $2/build.log; on failure it is printed.  Warnings
+# are errors (WERROR=1); REGSTACK_MAKE_FLAGS adds make variables (e.g.
+# COPT for sanitizers).
 regstack_build_private() {
     local src=$1 work=$2 pg_config
     pg_config=$(regstack_private_postgres "$work")
@@ -61,7 +62,7 @@ regstack_build_private() {
         --exclude=results --exclude=output_iso --exclude=tmp_check --exclude=tmp_check_iso \
         -cf - . | tar -C "$work/src" -xf -
     regstack_chown_test_user "$work"
-    if ! regstack_as_test_user "cd '$work/src' && make -s PG_CONFIG='$pg_config' ${REGSTACK_MAKE_FLAGS:-} && make -s PG_CONFIG='$pg_config' ${REGSTACK_MAKE_FLAGS:-} install" \
+    if ! regstack_as_test_user "cd '$work/src' && make -s PG_CONFIG='$pg_config' WERROR=1 ${REGSTACK_MAKE_FLAGS:-} && make -s PG_CONFIG='$pg_config' WERROR=1 ${REGSTACK_MAKE_FLAGS:-} install" \
         >"$work/build.log" 2>&1; then
         cat "$work/build.log" >&2
         echo "build failed" >&2
