@@ -209,3 +209,147 @@ _regstack_citus_copy_in() {
     regstack_chown_test_user "$lib"
     regstack_chown_test_user "$share"
 }
+
+# Print a TCP port on 127.0.0.1 that nothing listens on (random start, so
+# that concurrent test runs rarely pick the same one).
+regstack_citus_free_port() {
+    local port=$((20000 + RANDOM % 20000))
+    while (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
+# Start a throwaway Citus cluster from the private PostgreSQL of pg_config
+# $1 in directory $2 (created if missing; given to the test user): nodes
+# $2/node0 (coordinator), node1 and node2 (workers), sockets in $2, logs
+# $2/nodeN.log.  Sets REGSTACK_CITUS_DIR, REGSTACK_CITUS_BIN (bindir),
+# REGSTACK_CITUS_PORTS (an array, coordinator first) and REGSTACK_CITUS_DB,
+# writes them to $2/cluster.env (bash syntax),
+# and stops the cluster when this shell exits.  Call it directly, not in
+# $(...): a subshell would stop the cluster as soon as it returns.
+regstack_citus_start() {
+    local pg_config=$1 dir=$2 bin n port tries
+    bin=$("$pg_config" --bindir)
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    regstack_chown_test_user "$dir"
+    REGSTACK_CITUS_DIR=$dir
+    REGSTACK_CITUS_BIN=$bin
+    REGSTACK_CITUS_DB=${REGSTACK_CITUS_DB:-regstack_citus}
+    REGSTACK_CITUS_PORTS=()
+    echo "$bin" >"$dir/bindir"
+    _regstack_citus_on_exit "$dir"
+
+    # One initdb, copied to the three nodes.
+    regstack_as_test_user "'$bin/initdb' -D '$dir/template' -A trust -U postgres \
+        >'$dir/initdb.log' 2>&1" || { cat "$dir/initdb.log" >&2; return 1; }
+    cat >>"$dir/template/postgresql.conf" <<EOF
+# regstack test cluster (test/lib/citus.sh)
+shared_preload_libraries = '${REGSTACK_CITUS_PRELOAD:-citus,regstack}'
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+wal_level = logical
+max_worker_processes = 32
+max_replication_slots = 16
+max_wal_senders = 16
+shared_buffers = 64MB
+fsync = off
+citus.enable_statistics_collection = off
+${REGSTACK_CITUS_CONF:-}
+EOF
+    for n in 0 1 2; do
+        regstack_as_test_user "cp -a '$dir/template' '$dir/node$n'"
+        # A port free when picked may be taken before the server binds it
+        # (other test runs): then pick another.
+        for tries in 1 2 3 4 5; do
+            port=$(regstack_citus_free_port)
+            echo "port = $port" >"$dir/node$n/port.conf"
+            grep -q "^include_if_exists = 'port.conf'" "$dir/node$n/postgresql.conf" \
+                || echo "include_if_exists = 'port.conf'" >>"$dir/node$n/postgresql.conf"
+            regstack_chown_test_user "$dir/node$n"
+            if regstack_as_test_user "'$bin/pg_ctl' -D '$dir/node$n' -l '$dir/node$n.log' \
+                    -w -t 60 start" >/dev/null 2>&1; then
+                break
+            fi
+            if [ "$tries" = 5 ] || ! grep -q 'could not bind\|could not create any TCP' "$dir/node$n.log"; then
+                tail -n 20 "$dir/node$n.log" >&2
+                echo "node$n did not start" >&2
+                return 1
+            fi
+        done
+        REGSTACK_CITUS_PORTS+=("$port")
+    done
+    rm -rf "$dir/template"
+
+    for n in 0 1 2; do
+        regstack_citus_psql "$n" postgres -q -c "CREATE DATABASE $REGSTACK_CITUS_DB" >/dev/null \
+            && regstack_citus_psql "$n" "$REGSTACK_CITUS_DB" -q -c "CREATE EXTENSION citus" \
+            >/dev/null || return 1
+    done
+    regstack_citus_psql 0 "$REGSTACK_CITUS_DB" -q >/dev/null <<EOF || return 1
+SELECT citus_set_coordinator_host('127.0.0.1', ${REGSTACK_CITUS_PORTS[0]});
+SELECT citus_add_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[1]});
+SELECT citus_add_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[2]});
+EOF
+    cat >"$dir/cluster.env" <<EOF
+REGSTACK_CITUS_DIR='$dir'
+REGSTACK_CITUS_BIN='$bin'
+REGSTACK_CITUS_DB='$REGSTACK_CITUS_DB'
+REGSTACK_CITUS_PORTS=(${REGSTACK_CITUS_PORTS[*]})
+EOF
+}
+
+# psql as superuser "postgres" on node $1 (0 coordinator, 1 and 2 workers)
+# of the cluster started last, database $2, further psql arguments after.
+regstack_citus_psql() {
+    local n=$1 db=$2
+    shift 2
+    "$REGSTACK_CITUS_BIN/psql" -X -v ON_ERROR_STOP=1 \
+        -h "$REGSTACK_CITUS_DIR" -p "${REGSTACK_CITUS_PORTS[$n]}" -U postgres -d "$db" "$@"
+}
+
+# Restart node $1 (0 coordinator, 1 and 2 workers) of the cluster started
+# last (fast shutdown; same port and data).
+regstack_citus_restart() {
+    regstack_as_test_user "'$REGSTACK_CITUS_BIN/pg_ctl' -D '$REGSTACK_CITUS_DIR/node$1' \
+        -l '$REGSTACK_CITUS_DIR/node$1.log' -m fast -w -t 60 restart" >/dev/null
+}
+
+# Stop every node of the cluster in directory $1 (fast, then immediate
+# shutdown if a node does not stop within 60 seconds).  Idempotent.
+regstack_citus_stop() {
+    local dir=$1 node bin
+    bin=$(cat "$dir/bindir" 2>/dev/null) || return 0
+    for node in "$dir"/node[0-9]; do
+        [ -f "$node/postmaster.pid" ] || continue
+        regstack_as_test_user "'$bin/pg_ctl' -D '$node' -m fast -w -t 60 stop" >/dev/null 2>&1 \
+            || regstack_as_test_user "'$bin/pg_ctl' -D '$node' -m immediate -w stop" >/dev/null 2>&1 \
+            || echo "could not stop $node" >&2
+    done
+}
+
+# Make the calling shell stop the cluster in directory $1 when it exits
+# (also on INT and TERM), keeping any EXIT trap it already has.
+_regstack_citus_on_exit() {
+    local prev=""
+    _REGSTACK_CITUS_DIRS+=("$1")
+    [ -n "${_REGSTACK_CITUS_TRAPPED:-}" ] && return 0
+    _REGSTACK_CITUS_TRAPPED=1
+    if [ -n "$(trap -p EXIT)" ]; then
+        eval "set -- $(trap -p EXIT)"    # trap -- 'command' EXIT
+        prev=$3
+    fi
+    # shellcheck disable=SC2064
+    trap "_regstack_citus_stop_all; $prev" EXIT
+    [ -n "$(trap -p INT)" ] || trap 'exit 130' INT
+    [ -n "$(trap -p TERM)" ] || trap 'exit 143' TERM
+}
+
+# Stop every cluster this shell started (the EXIT trap).
+_regstack_citus_stop_all() {
+    local dir
+    for dir in "${_REGSTACK_CITUS_DIRS[@]}"; do
+        regstack_citus_stop "$dir"
+    done
+}
