@@ -179,6 +179,12 @@ regstack_citus_install() {
             rm -rf "$entry"
         fi
         # A cache entry without its stamp file (the last step) is half-made.
+        if [ ! -f "$tarball" ]; then
+            echo "Citus $version release tarball not found: $tarball" >&2
+            echo "(set REGSTACK_VENDOR to the directory holding citus-$version.tar.gz)" >&2
+            exec {lockfd}>&-
+            return 1
+        fi
         echo "building Citus $version for PostgreSQL $pgver (a few minutes) ..." >&2
         regstack_citus_install_deps "$pg_config" || { exec {lockfd}>&-; return 1; }
         rm -rf "$entry.tmp"
