@@ -76,7 +76,7 @@ for n in 0 1 2; do
     again=$(q "$n" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')")
     [ "$again" = 0 ] || fail "a second consume_token on ${node_name[$n]} returned $again rows"
     allowed=
-    for i in 1 2 3; do
+    for _ in 1 2 3; do
         allowed+=$(q "$n" "SELECT allowed FROM regstack.rate_limit_check('smoke-$n', 'login', 2, '1 hour')") \
             || fail "rate_limit_check on ${node_name[$n]}"
     done
