@@ -611,13 +611,17 @@ tables_verify(RegstackTable table, Relation rel, RegstackTableInfo *info,
 									  name, get_am_name(form->relam)),
 							 pstrdup("regstack's functions read and write heap tuples directly."),
 							 psprintf("ALTER TABLE %s SET ACCESS METHOD heap;", name));
+	/*
+	 * Citus's undistribute_table() refuses an extension's table, so the
+	 * way back is to make the extension again (its rows are lost).
+	 */
 	if (tables_citus_managed(info->relid, &citus_method))
 		return tables_refuse(problem,
 							 citus_method == 'h' ?
 							 psprintf("table %s is distributed by Citus", name) :
 							 psprintf("table %s is a Citus reference or local table", name),
 							 pstrdup("regstack does not support Citus-managed tables yet: its functions would read and write the node's local table, not the shards."),
-							 psprintf("SELECT undistribute_table('%s');", name));
+							 pstrdup("Recreate the extension with its tables local: DROP EXTENSION regstack CASCADE, drop the shard tables it leaves in schema regstack, then CREATE EXTENSION regstack."));
 	if (form->relispartition)
 	{
 		Oid			parent = get_partition_parent(info->relid, true);
