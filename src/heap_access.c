@@ -13,11 +13,12 @@
  * with the usual unique and exclusion checks (which may wait for another
  * transaction, as they do for an INSERT); and a write that lost a race
  * behaves as UPDATE/DELETE does in the transaction's isolation level.
- * Everything else the executor would do for the table (defaults,
- * constraints, triggers, rules, ...) is absent because tables.c refuses a
- * table that has any, including deferrable constraints, whose checks the
- * executor queues for commit: so ExecInsertIndexTuples never hands back a
- * check to run later.
+ * Updates and deletes check the replica identity a publication needs, as
+ * the executor does (CheckCmdReplicaIdentity).  Everything else the
+ * executor would do for the table (defaults, constraints, triggers,
+ * rules, ...) is absent because tables.c refuses a table that has any,
+ * including deferrable constraints, whose checks the executor queues for
+ * commit: so ExecInsertIndexTuples never hands back a check to run later.
  *
  *-------------------------------------------------------------------------
  */
@@ -88,7 +89,9 @@ regstack_heap_insert(RegstackIndexWriter *writer, Relation rel,
  * Replace the row version at *tid by the tuple in slot, waiting for a
  * concurrent writer, and give the new version the index entries it needs
  * (none after a HOT update).  TM_Ok, or what regstack_check_conflict()
- * leaves of a lost race.
+ * leaves of a lost race.  As for an UPDATE, a table published for updates
+ * must have a replica identity that covers its publications' row filters
+ * (CheckCmdReplicaIdentity raises the executor's error otherwise).
  */
 TM_Result
 regstack_heap_update(RegstackIndexWriter *writer, Relation rel,
@@ -99,6 +102,7 @@ regstack_heap_update(RegstackIndexWriter *writer, Relation rel,
 	bool		update_indexes;
 	TM_Result	result;
 
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true),
 								snapshot, InvalidSnapshot, true, &tmfd,
 								&lockmode, &update_indexes);
@@ -107,6 +111,23 @@ regstack_heap_update(RegstackIndexWriter *writer, Relation rel,
 	if (update_indexes)
 		index_writer_insert(writer, rel, slot, true);
 	return TM_Ok;
+}
+
+/*
+ * Delete the row version at *tid (visible to snapshot), waiting for a
+ * concurrent writer or, without wait, returning TM_BeingModified at once;
+ * as for a DELETE, the replica identity is checked first.  The result is
+ * table_tuple_delete's, for the caller to act on.
+ */
+TM_Result
+regstack_heap_delete(Relation rel, ItemPointer tid, Snapshot snapshot,
+					 bool wait)
+{
+	TM_FailureData tmfd;
+
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
+	return table_tuple_delete(rel, tid, GetCurrentCommandId(true), snapshot,
+							  InvalidSnapshot, wait, &tmfd, false);
 }
 
 /* Close what the writer opened, if anything. */

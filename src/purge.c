@@ -69,7 +69,6 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 	Snapshot	snapshot = NULL;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TimestampTz now_ts = GetCurrentTimestamp();
-	CommandId	cid;
 	ItemPointerData first;
 	ItemPointerData last;
 	TableScanDesc scan;
@@ -87,9 +86,8 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 	else
 		ItemPointerSet(&last, 0, 0);	/* empty range */
 
-	/* The command id after the snapshot's increment: see our own rows. */
+	/* After the snapshot's command counter increment: see our own rows. */
 	regstack_statement_snapshot(&snapshot);
-	cid = GetCurrentCommandId(true);
 	scan = table_beginscan_tidrange(rel, snapshot, &first, &last);
 	while ((limit <= 0 || deleted < limit) &&
 		   table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
@@ -98,13 +96,11 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 		Datum		expires_at = slot_getattr(slot,
 											  info->attnum[RS_COL_EXPIRES_AT - 1],
 											  &isnull);
-		TM_FailureData tmfd;
 
 		if (isnull || DatumGetTimestampTz(expires_at) > now_ts)
 			continue;
 		/* wait = false: a row someone holds is skipped, not waited for */
-		if (table_tuple_delete(rel, &slot->tts_tid, cid, snapshot,
-							   InvalidSnapshot, false, &tmfd, false) == TM_Ok)
+		if (regstack_heap_delete(rel, &slot->tts_tid, snapshot, false) == TM_Ok)
 		{
 			deleted++;
 			*after = slot->tts_tid;

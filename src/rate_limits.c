@@ -165,7 +165,8 @@ typedef struct RateLimitCall
 	int32		max_events;		/* not for RATE_LIMITS_RECORD */
 	int64		window_us;		/* not for RATE_LIMITS_RECORD */
 	bool		key_locked;		/* holds the key's advisory lock */
-	bool		row_locked;		/* locked the state row in this call */
+	ItemPointerData locked_tid; /* the state row version this call locked
+								 * (check with record => false), or invalid */
 	bool		exists;			/* the key has a state row ... */
 	RegstackRateState state;	/* ... read as this (else from leftovers),
 								 * its pointer moved to the window */
@@ -246,10 +247,21 @@ rate_limits_lock_key(RateLimitCall *call)
 				 errmsg("could not serialize access due to concurrent update")));
 }
 
+/* Whether this call holds the state row version it read (it locked it). */
+static inline bool
+rate_limits_holds_row(RateLimitCall *call)
+{
+	return call->exists && ItemPointerIsValid(&call->locked_tid) &&
+		ItemPointerEquals(&call->locked_tid, &call->state.tid);
+}
+
 /*
  * Lock the state row read, waiting for its holder; true when the version
  * read is the one locked (the decision stands), false when the row moved
- * or went and the key must be read again.
+ * or went and the key must be read again.  The version locked is
+ * remembered: only a read that finds that very version counts as held
+ * (the newest version READ COMMITTED follows to could be another key's,
+ * had SQL changed the key column).
  */
 static bool
 rate_limits_lock_row(RateLimitCall *call)
@@ -259,7 +271,7 @@ rate_limits_lock_row(RateLimitCall *call)
 
 	if (regstack_rate_store_lock(&call->store, &tid, &moved) != TM_Ok)
 		return false;			/* deleted: a reset or a purge */
-	call->row_locked = true;
+	call->locked_tid = tid;
 	return !moved;
 }
 
@@ -271,19 +283,25 @@ rate_limits_deny(RateLimitCall *call, RateLimitOutcome *out)
 	int64		rank = call->count - call->max_events;
 	TimestampTz oldest;
 
+	TimestampTz allowed_at;
+
 	/*
 	 * It is allowed again once the count drops below max_events, i.e. when
-	 * event start_seq + rank leaves the window.
+	 * event start_seq + rank leaves the window.  Should that event be gone
+	 * (deleted behind regstack's back: the count is then wrong anyway), in
+	 * a second.
 	 */
 	Assert(rank >= 0 && state->start_seq + rank < state->next_seq);
 	oldest = rank == 0 ? state->start_at :
 		regstack_rate_window_event_at(&call->store, call->k,
 									  state->start_seq + rank);
+	if (oldest == DT_NOBEGIN ||
+		pg_add_s64_overflow(oldest, call->window_us, &allowed_at))
+		allowed_at = call->clock + USECS_PER_SEC;
 	out->allowed = false;
 	out->remaining = 0;
 	/* From the system clock, so that waiting it out always succeeds. */
-	out->retry_after = rate_limits_seconds_until(oldest + call->window_us,
-												 call->clock);
+	out->retry_after = rate_limits_seconds_until(allowed_at, call->clock);
 	out->reset_at = state->last_at + call->window_us;
 }
 
@@ -300,9 +318,11 @@ rate_limits_allow_unrecorded(RateLimitCall *call, RateLimitOutcome *out)
 
 /*
  * Record one event on the key as read: update (or create) the state row
- * and insert the event.  False when another transaction changed the row
- * since the snapshot (READ COMMITTED; the update waited for it, and the
- * row is now locked if it still exists): the caller reads again.
+ * and insert the event.  False when another transaction changed or
+ * deleted the row since the snapshot (READ COMMITTED; the update waited
+ * for it, so the next read sees what it did): the caller reads again and
+ * decides anew, holding nothing, so that a call denied then holds nothing
+ * either.
  */
 static bool
 rate_limits_write(RateLimitCall *call)
@@ -322,11 +342,9 @@ rate_limits_write(RateLimitCall *call)
 
 		if (result != TM_Ok)
 		{
-			/* invariant L2: a row this call locked cannot change under it */
-			if (call->row_locked || result == TM_SelfModified)
+			/* invariant L2: a row this call holds cannot change under it */
+			if (rate_limits_holds_row(call) || result == TM_SelfModified)
 				elog(ERROR, "rate-limit state row changed while locked");
-			if (result == TM_Updated)
-				(void) rate_limits_lock_row(call);
 			return false;
 		}
 	}
@@ -347,6 +365,7 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 	ErrorContextCallback context;
 
 	call->k = k;
+	ItemPointerSetInvalid(&call->locked_tid);
 	call->mode = mode;
 	call->max_events = max_events;
 	call->window_us = window_us;
@@ -370,7 +389,11 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 			continue;
 		}
 
-		/* Denied by what the snapshot shows: nothing written or locked. */
+		/*
+		 * Denied by what the snapshot shows: nothing written, nothing
+		 * locked (but what a check with record => false locked before a
+		 * re-read).
+		 */
 		if (mode != RATE_LIMITS_RECORD && call->count >= max_events)
 		{
 			rate_limits_deny(call, out);
@@ -380,7 +403,7 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 		if (mode == RATE_LIMITS_CHECK_ONLY)
 		{
 			/* Allowed: hold the key to the end of the transaction. */
-			if (call->exists && !call->row_locked &&
+			if (call->exists && !rate_limits_holds_row(call) &&
 				!rate_limits_lock_row(call))
 				continue;
 			rate_limits_allow_unrecorded(call, out);

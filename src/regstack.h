@@ -291,6 +291,13 @@ extern TM_Result regstack_heap_update(RegstackIndexWriter *writer,
 									  Relation rel, ItemPointer tid,
 									  TupleTableSlot *slot, Snapshot snapshot);
 
+/*
+ * Delete the row version at *tid, waiting for a concurrent writer unless
+ * !wait (then TM_BeingModified at once); table_tuple_delete's result.
+ */
+extern TM_Result regstack_heap_delete(Relation rel, ItemPointer tid,
+									  Snapshot snapshot, bool wait);
+
 /* Close what the writer opened, if anything. */
 extern void regstack_index_writer_close(RegstackIndexWriter *writer);
 

@@ -356,12 +356,20 @@ tables_verify_columns(Relation rel, const TablesShape *shape,
 								 attr->attcollation != column->collation ?
 								 pstrdup("Its type or collation differs.") : NULL,
 								 pstrdup("Reinstall the extension, or change the column back."));
-		if (attr->atthasdef || attr->attgenerated != '\0' || attr->attidentity != '\0')
+		if (attr->attgenerated != '\0' || attr->attidentity != '\0')
+			return tables_refuse(problem,
+								 psprintf("column \"%s\" of table %s is %s column, which regstack does not ship",
+										  attname, name,
+										  attr->attgenerated != '\0' ? "a generated" : "an identity"),
+								 pstrdup("regstack's functions write every column themselves."),
+								 attr->attidentity != '\0' ?
+								 psprintf("ALTER TABLE %s ALTER COLUMN %s DROP IDENTITY;",
+										  name, quote_identifier(attname)) :
+								 pstrdup("Reinstall the extension: DROP EXTENSION regstack; CREATE EXTENSION regstack;"));
+		if (attr->atthasdef)
 			return tables_refuse(problem,
 								 psprintf("column \"%s\" of table %s has a default that regstack does not ship", attname, name),
 								 pstrdup("regstack's functions write every column themselves and would not use it."),
-								 attr->attgenerated != '\0' || attr->attidentity != '\0' ?
-								 pstrdup("Reinstall the extension, or drop and add the column again.") :
 								 psprintf("Drop the default: ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT;",
 										  name, quote_identifier(attname)));
 		if (attr->attnotnull != column->not_null)

@@ -183,7 +183,6 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 	for (;;)
 	{
 		ItemPointerData tid;
-		TM_FailureData tmfd;
 		TM_Result	result = TM_Ok;
 		bool		retry = false;
 
@@ -195,9 +194,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 			store_row_matches(key, row_values, row_nulls))
 		{
 			if (action == RS_TOKEN_DELETE)
-				result = table_tuple_delete(rel, &tid, GetCurrentCommandId(true),
-											snapshot, InvalidSnapshot, true,
-											&tmfd, false);
+				result = regstack_heap_delete(rel, &tid, snapshot, true);
 			else if (action == RS_TOKEN_SET_RESULT)
 				result = store_update_result(rel, info, &tid, snapshot,
 											 row_values, row_nulls, new_result);

@@ -55,7 +55,10 @@ class Session:
     """One connection running random transactions."""
 
     def __init__(self, dsn, number, args, rng, stats):
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        # A call that spins is cut by the server at the bound (57014 with
+        # "statement timeout", a failure unless the test set a timeout).
+        self.conn = psycopg.connect(dsn, autocommit=True,
+                                    options='-c statement_timeout=%d' % (args.bound * 1000))
         self.number = number
         self.args = args
         self.rng = rng
@@ -120,11 +123,25 @@ class Session:
             self.stats['transactions'] += 1
         except psycopg.Error as error:
             state = error.sqlstate
+            if (state == '57014' and 'statement timeout' in str(error)
+                    and not self.timeout_set):
+                raise Failure('session %d: a call ran past the bound of %.0f s: %s'
+                              % (self.number, self.args.bound, error))
             if self.args.sessions > 1 and (state in EXPECTED or state == '57014'):
                 self.stats[state] = self.stats.get(state, 0) + 1
-                self.conn.execute('ROLLBACK')
+                self.rollback()
             else:
                 raise Failure('session %d: unexpected error %s: %s' % (self.number, state, error))
+
+    def rollback(self):
+        """End the failed transaction; the canceller may cancel the ROLLBACK too."""
+        for _ in range(10):
+            try:
+                self.conn.execute('ROLLBACK')
+                return
+            except psycopg.errors.QueryCanceled:
+                continue
+        raise Failure('session %d: could not roll back' % self.number)
 
     def run(self, deadline, failures):
         try:
@@ -191,10 +208,12 @@ def check_results(dsn):
     return worst, events
 
 
-def storm_session(dsn, number, rng, deadline, failures, stats):
-    """One session of the storm: short transactions cut by statement timeouts."""
-    conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+def storm_session(dsn, number, rng, deadline, failures, stats, done, checked):
+    """One session of the storm: short transactions cut by statement timeouts;
+    then it stays connected (idle) until the locks have been checked."""
+    conn = None
     try:
+        conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
         while time.monotonic() < deadline and not failures:
             try:
                 with conn.transaction():
@@ -214,7 +233,12 @@ def storm_session(dsn, number, rng, deadline, failures, stats):
     except Exception as error:
         failures.append('storm session %d: %r' % (number, error))
     finally:
-        conn.close()
+        # Idle but connected: a session-level lock left by a cancelled call
+        # (1.0's bug) would still be held now; closing would release it.
+        done.wait()
+        checked.wait()
+        if conn is not None:
+            conn.close()
 
 
 def storm(args, seed):
@@ -222,19 +246,25 @@ def storm(args, seed):
     stats = {'transactions': 0}
     failures = []
     deadline = time.monotonic() + args.seconds
+    done = threading.Barrier(args.sessions + 1)
+    checked = threading.Event()
     threads = [threading.Thread(target=storm_session,
-                                args=(args.dsn, i, random.Random(seed + i), deadline, failures, stats))
+                                args=(args.dsn, i, random.Random(seed + i), deadline, failures,
+                                      stats, done, checked))
                for i in range(args.sessions)]
     for thread in threads:
         thread.start()
+    done.wait()
+    # Every storm session is idle and still connected: none may hold a lock.
+    conn = psycopg.connect(args.dsn, autocommit=True, prepare_threshold=None)
+    locks = conn.execute("""SELECT count(*) FROM pg_locks
+                             WHERE locktype = 'advisory' AND objsubid IN (21076, 21077)""").fetchone()[0]
+    if locks:
+        failures.append('%d regstack advisory locks are held by idle sessions after the storm' % locks)
+    checked.set()
     for thread in threads:
         thread.join()
     if not failures:
-        conn = psycopg.connect(args.dsn, autocommit=True, prepare_threshold=None)
-        locks = conn.execute("""SELECT count(*) FROM pg_locks
-                                 WHERE locktype = 'advisory' AND objsubid IN (21076, 21077)""").fetchone()[0]
-        if locks:
-            failures.append('%d regstack advisory locks are held after the storm' % locks)
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL statement_timeout = '5s'")
@@ -242,7 +272,7 @@ def storm(args, seed):
                                      max_events => 1000000, within => '1 hour')""")
         except psycopg.Error as error:
             failures.append('a call on the key after the storm failed: %s' % error)
-        conn.close()
+    conn.close()
     print('stats: ' + ', '.join('%s=%s' % kv for kv in sorted(stats.items())))
     if failures:
         print('FAILED (seed %d): %s' % (seed, failures[0]))
