@@ -21,7 +21,7 @@
 # REGSTACK_CHROOT_REBUILD=1 rebuilds the chroots from nothing.
 #
 # Commands run in a chroot through regstack_chroot_run, in a mount
-# namespace of their own: /proc, /dev, a private /dev/shm (PostgreSQL's
+# namespace of their own: /proc, /dev (and /dev/pts), a private /dev/shm (PostgreSQL's
 # POSIX shared memory), a private /tmp and the work directory (at the same
 # path as on the host) are mounted for the command and unmounted when it
 # ends (trap); the namespace guarantees that nothing stays mounted even if
@@ -52,12 +52,14 @@ regstack_chroot_root() {
 }
 
 # The packages version $1's chroot gets: the server and its headers (PGXS),
-# a compiler, what the TAP, bench and randomized tests use; pg_cron and
-# sqlsmith where the suite has them.  pgbench comes with postgresql-NN.
+# a compiler, what the TAP, bench and randomized tests use; "?name" only
+# where the suite has it: sqlsmith, pg_cron, and the JIT provider, which
+# Debian splits out of the server from 18 on (a Recommends, and
+# recommends are not installed).  pgbench comes with postgresql-NN.
 regstack_chroot_packages() {
     echo "postgresql-$1 postgresql-server-dev-$1 make gcc libc6-dev libipc-run-perl" \
          "python3 python3-psycopg pgbouncer redis-server libhiredis-dev" \
-         "?sqlsmith ?postgresql-$1-cron"
+         "?sqlsmith ?postgresql-$1-cron ?postgresql-$1-jit"
 }
 
 # Bump when the way a chroot is built changes: cached chroots are rebuilt.
@@ -228,6 +230,7 @@ regstack_chroot_namespace_main() {
     set -e
     mount -t proc proc "$root/proc"; mounted+=("$root/proc")
     mount --bind /dev "$root/dev"; mounted+=("$root/dev")
+    mount --bind /dev/pts "$root/dev/pts"; mounted+=("$root/dev/pts")
     mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"; mounted+=("$root/dev/shm")
     mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$root/tmp"; mounted+=("$root/tmp")
     if [ -n "$work" ]; then
