@@ -21,13 +21,14 @@
 # REGSTACK_CHROOT_REBUILD=1 rebuilds the chroots from nothing.
 #
 # Commands run in a chroot through regstack_chroot_run, in a mount
-# namespace of their own: /proc, /dev (and /dev/pts), a private /dev/shm (PostgreSQL's
-# POSIX shared memory), a private /tmp and the work directory (at the same
-# path as on the host) are mounted for the command and unmounted when it
-# ends (trap); the namespace guarantees that nothing stays mounted even if
-# the run is killed, and that concurrent runs do not share mounts.  Inside,
-# the scripts run as on the host: common.sh's functions see the chroot's
-# own PostgreSQL and its own "postgres" user (REGSTACK_CHROOT is set).
+# namespace of their own: /proc, /dev and /dev/pts, a private /dev/shm
+# (PostgreSQL's POSIX shared memory), a private /tmp and the work directory
+# (at the same path as on the host) are mounted for the command and
+# unmounted when it ends (trap); the namespace guarantees that nothing stays
+# mounted even if the run is killed, and that concurrent runs do not share
+# mounts.  Inside, the scripts run as on the host: common.sh's functions see
+# the chroot's own PostgreSQL and its own "postgres" user (REGSTACK_CHROOT
+# is set).
 
 # The Debian suite whose PostgreSQL is version $1 (17 and 18; 15 is the host's).
 regstack_chroot_suite() {
@@ -230,7 +231,9 @@ regstack_chroot_namespace_main() {
     set -e
     mount -t proc proc "$root/proc"; mounted+=("$root/proc")
     mount --bind /dev "$root/dev"; mounted+=("$root/dev")
-    mount --bind /dev/pts "$root/dev/pts"; mounted+=("$root/dev/pts")
+    if [ -e /dev/pts/ptmx ]; then      # only apt's log needs it
+        mount --bind /dev/pts "$root/dev/pts"; mounted+=("$root/dev/pts")
+    fi
     mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"; mounted+=("$root/dev/shm")
     mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$root/tmp"; mounted+=("$root/tmp")
     if [ -n "$work" ]; then
