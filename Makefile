@@ -7,7 +7,8 @@
 #                         a temporary instance with regstack preloaded
 #                         (run as a user PostgreSQL accepts, not root)
 #   make bench            the benchmark (test/bench/run.sh; BENCH_MODE=smoke
-#                         for the few-second CI version), see the README
+#                         for the few-second CI version, PGVERSION=17 or 18
+#                         for another PostgreSQL), see the README
 
 EXTENSION = regstack
 MODULE_big = regstack

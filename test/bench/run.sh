@@ -10,7 +10,10 @@
 # PostgreSQL under /tmp (never into the system directories), and starts a
 # throwaway PostgreSQL (as "postgres", Unix socket in the work directory,
 # no TCP) and a throwaway Redis (Unix socket only, no persistence).  Both
-# stop, and the work directory goes, when the script exits.
+# stop, and the work directory goes, when the script exits.  PGVERSION=17
+# or 18 runs it all, Redis included, in that version's Debian chroot
+# (test/lib/chroot.sh; built on first use, then cached); the figures are
+# written on the host as usual.
 #
 # Workloads (8 clients each, rounds interleaved, medians; details in
 # docs/benchmark.md): token pair, rate limit on spread keys, an attack on
@@ -22,10 +25,13 @@
 #   BENCH_MODE=full|smoke   full (default, under 5 minutes) or smoke (a few
 #                           seconds of load, for CI: fails only when a
 #                           workload errors, never because of a figure)
+#   PGVERSION=15|17|18      the PostgreSQL (default 15, the host's)
 #   BENCH_OUT=path.json     where the JSON goes (default:
-#                           test/bench/results/bench-<UTC time>-<mode>.json);
-#                           the Markdown tables go beside it (.md)
+#                           test/bench/results/bench-<UTC time>-<mode>.json,
+#                           -<mode>-pg<version>.json for 17 and 18); the
+#                           Markdown tables go beside it (.md)
 #   BENCH_PG_CONFIG=path    use an existing private build (test/check.sh)
+#                           of this machine's PostgreSQL
 #   BENCH_ROUNDS, BENCH_SECONDS, BENCH_REAPER_ROWS   override the mode's sizes
 #   KEEP=1                  keep the work directory (logs, pgbench logs)
 set -euo pipefail
@@ -434,10 +440,54 @@ bench_report() {
         -f "$bench/sql/report.sql"
 }
 
-regstack_install_packages postgresql-server-dev-15 redis-server libhiredis-dev gcc make
+# Run this script in version $pgver's chroot, with the work directory
+# mounted there, and copy the figures to $out on the host.
+bench_in_chroot() {
+    local outer rc=0
+    . "$src/test/lib/chroot.sh"
+    if [ -n "${BENCH_PG_CONFIG:-}" ]; then
+        echo "BENCH_PG_CONFIG names a build on this machine; PostgreSQL $pgver is built in its chroot" >&2
+        exit 2
+    fi
+    echo "== PostgreSQL $pgver: chroot $(regstack_chroot_root "$pgver")"
+    regstack_chroot_ensure "$pgver" >/dev/null
+    outer=$(mktemp -d /tmp/regstack-bench.XXXXXX)
+    chmod 755 "$outer"
+    regstack_copy_source "$src" "$outer/tree"
+    REGSTACK_BENCH_WORK=$outer/work BENCH_OUT=$outer/figures/bench.json \
+        regstack_chroot_run "$pgver" "$outer" "bash '$outer/tree/test/bench/run.sh'" || rc=$?
+    if [ -f "$outer/figures/bench.json" ]; then
+        mkdir -p "$(dirname "$out")"
+        cp "$outer/figures/bench.json" "$out"
+        cp "$outer/figures/bench.md" "${out%.json}.md"
+        echo "figures copied to $out (tables as Markdown: ${out%.json}.md)"
+    fi
+    if [ "$rc" -eq 0 ] && [ "${KEEP:-0}" != 1 ]; then
+        rm -rf --one-file-system "$outer"
+    else
+        echo "work directory kept: $outer/work" >&2
+    fi
+    exit $rc
+}
+
+pgver=$(regstack_pgversion)
+out=${BENCH_OUT:-}
+if [ -z "$out" ]; then
+    out=$bench/results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode$([ "$pgver" = "$(regstack_host_pgversion)" ] || echo "-pg$pgver").json
+fi
+if regstack_needs_chroot "$pgver"; then
+    bench_in_chroot
+fi
+
+regstack_install_packages postgresql-server-dev-$pgver redis-server libhiredis-dev gcc make
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-command="BENCH_MODE=$mode bash test/bench/run.sh"
-work=$(mktemp -d /tmp/regstack-bench.XXXXXX)
+command="$([ "$pgver" = "$(regstack_host_pgversion)" ] || echo "PGVERSION=$pgver ")BENCH_MODE=$mode bash test/bench/run.sh"
+if [ -n "${REGSTACK_BENCH_WORK:-}" ]; then
+    work=$REGSTACK_BENCH_WORK       # made by bench_in_chroot on the host
+    mkdir -p "$work"
+else
+    work=$(mktemp -d /tmp/regstack-bench.XXXXXX)
+fi
 chmod 755 "$work"
 regstack_chown_test_user "$work"
 bin=
@@ -445,16 +495,12 @@ port=55437
 pgbench_bg=
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-out=${BENCH_OUT:-}
-if [ -z "$out" ]; then
-    out=$bench/results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode.json
-fi
 
-echo "== regstack benchmark ($mode): building into $work"
+echo "== regstack benchmark ($mode, PostgreSQL $pgver): building into $work"
 if [ -n "${BENCH_PG_CONFIG:-}" ]; then
     pg_config=$BENCH_PG_CONFIG
 else
-    pg_config=$(regstack_build_private "$src" "$work")
+    pg_config=$(regstack_build_private "$src" "$work" "$pgver")
 fi
 bin=$("$pg_config" --bindir)
 have_reaper=0
