@@ -4,12 +4,17 @@
 SELECT extname, extversion, extnamespace::regnamespace AS schema, extrelocatable
   FROM pg_extension WHERE extname = 'regstack';
 
--- Every object the extension owns in its schema.
+-- Every object the extension owns in its schema.  From PostgreSQL 17 on,
+-- dependent types (a table's row type, an array type) are listed as
+-- members too; they go with their base object, and are left out here.
 SELECT pg_describe_object(classid, objid, objsubid) AS object
-  FROM pg_depend
+  FROM pg_depend d
  WHERE refclassid = 'pg_extension'::regclass
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'regstack')
    AND deptype = 'e'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend i
+                    WHERE i.classid = d.classid AND i.objid = d.objid
+                      AND i.deptype = 'i')
  ORDER BY 1;
 
 -- The shipped token types and their documented numbers.

@@ -37,7 +37,7 @@ StaticAssertDecl(PG_SHA256_DIGEST_LENGTH == REGSTACK_DIGEST_BYTES,
 StaticAssertDecl(PG_SHA256_BLOCK_LENGTH == REGSTACK_HMAC_BLOCK_BYTES,
 				 "an HMAC key block is one SHA-256 block");
 
-static void digests_fail(const char *what, const char *reason) pg_attribute_noreturn();
+pg_noreturn static void digests_fail(const char *what, const char *reason);
 
 /* Report that the crypto library failed; reason says how. */
 static void

@@ -59,16 +59,20 @@ index_writer_open(RegstackIndexWriter *writer, Relation rel)
 	ExecOpenIndices(writer->result_rel, false);
 }
 
-/* Give the tuple just written from slot its entry in every index of rel. */
+/*
+ * Give the tuple just written from slot its entry in every index of rel;
+ * after a HOT update that changed only columns of summarizing indexes
+ * (TU_Summarizing, 16 on: docs/versions.md), in those alone.
+ */
 static void
 index_writer_insert(RegstackIndexWriter *writer, Relation rel,
-					TupleTableSlot *slot, bool update)
+					TupleTableSlot *slot, bool update, bool only_summarizing)
 {
 	List	   *recheck;
 
 	index_writer_open(writer, rel);
 	recheck = ExecInsertIndexTuples(writer->result_rel, slot, writer->estate,
-									update, false, NULL, NIL);
+									update, false, NULL, NIL, only_summarizing);
 	ResetPerTupleExprContext(writer->estate);
 	/* Only a deferrable constraint hands a check back, and tables.c refuses those. */
 	if (recheck != NIL)
@@ -82,7 +86,7 @@ regstack_heap_insert(RegstackIndexWriter *writer, Relation rel,
 					 TupleTableSlot *slot)
 {
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	index_writer_insert(writer, rel, slot, false);
+	index_writer_insert(writer, rel, slot, false, false);
 }
 
 /*
@@ -99,7 +103,7 @@ regstack_heap_update(RegstackIndexWriter *writer, Relation rel,
 {
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
-	bool		update_indexes;
+	TU_UpdateIndexes update_indexes;
 	TM_Result	result;
 
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
@@ -108,8 +112,9 @@ regstack_heap_update(RegstackIndexWriter *writer, Relation rel,
 								&lockmode, &update_indexes);
 	if (result != TM_Ok)
 		return regstack_check_conflict(result);
-	if (update_indexes)
-		index_writer_insert(writer, rel, slot, true);
+	if (update_indexes != TU_None)
+		index_writer_insert(writer, rel, slot, true,
+							update_indexes == TU_Summarizing);
 	return TM_Ok;
 }
 

@@ -49,12 +49,12 @@ regstack_rate_store_open(RegstackRateStore *store, const char *writer)
 		PreventCommandIfReadOnly(writer);
 	store->state_rel = regstack_table_open(RS_TABLE_RATE_STATE, lockmode,
 										   &store->state_info);
-	store->state_index = index_open(RelationGetPrimaryKeyIndex(store->state_rel),
-									lockmode);
+	store->state_index =
+		index_open(RelationGetPrimaryKeyIndex(store->state_rel, false), lockmode);
 	store->events_rel = regstack_table_open(RS_TABLE_RATE_EVENTS, lockmode,
 											&store->events_info);
-	store->events_index = index_open(RelationGetPrimaryKeyIndex(store->events_rel),
-									 lockmode);
+	store->events_index =
+		index_open(RelationGetPrimaryKeyIndex(store->events_rel, false), lockmode);
 	store->snapshot = NULL;
 	store->state_slot = table_slot_create(store->state_rel, NULL);
 	store->event_slot = table_slot_create(store->events_rel, NULL);
@@ -143,7 +143,8 @@ rate_store_find(RegstackRateStore *store, const RegstackRateKey *k,
 	bool		found;
 
 	rate_store_key_scankeys(store->state_index, k, keys);
-	scan = index_beginscan(store->state_rel, store->state_index, snapshot, 2, 0);
+	scan = index_beginscan(store->state_rel, store->state_index, snapshot,
+						   NULL, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, store->state_slot);
 	if (found && state != NULL)
@@ -267,7 +268,7 @@ regstack_rate_event_probe(RegstackRateStore *store, const RegstackRateKey *k,
 						   InvalidOid, InvalidOid, F_INT8GE,
 						   Int64GetDatum(from));
 	scan = index_beginscan(store->events_rel, store->events_index,
-						   store->snapshot, nkeys, 0);
+						   store->snapshot, NULL, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	found = index_getnext_slot(scan,
 							   backward ? BackwardScanDirection : ForwardScanDirection,

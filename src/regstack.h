@@ -28,6 +28,7 @@
 
 #include "access/tableam.h"
 #include "utils/rel.h"
+#include "pg_compat.h"
 #include "storage/lockdefs.h"
 #include "utils/snapshot.h"
 

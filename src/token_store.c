@@ -99,7 +99,7 @@ store_find(Relation rel, const RegstackTableInfo *info, Relation pk_index,
 				Int32GetDatum(subject_tag));
 	ScanKeyInit(&scankeys[1], 2, BTEqualStrategyNumber, F_BYTEAEQ,
 				PointerGetDatum(token_hash));
-	scan = index_beginscan(rel, pk_index, snapshot, 2, 0);
+	scan = index_beginscan(rel, pk_index, snapshot, NULL, 2, 0);
 	index_rescan(scan, scankeys, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
@@ -178,7 +178,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 	else if (action == RS_TOKEN_SET_RESULT)
 		PreventCommandIfReadOnly("attach_result()");
 	rel = regstack_table_open(RS_TABLE_TOKENS, lockmode, &info);
-	pk_index = index_open(RelationGetPrimaryKeyIndex(rel), lockmode);
+	pk_index = index_open(RelationGetPrimaryKeyIndex(rel, false), lockmode);
 
 	for (;;)
 	{
