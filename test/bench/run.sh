@@ -27,9 +27,12 @@
 #                           workload errors, never because of a figure)
 #   PGVERSION=15|17|18      the PostgreSQL (default 15, the host's)
 #   BENCH_OUT=path.json     where the JSON goes (default:
-#                           test/bench/results/bench-<UTC time>-<mode>.json,
+#                           /tmp/regstack-bench-results/bench-<UTC time>-<mode>.json,
 #                           -<mode>-pg<version>.json for 17 and 18); the
 #                           Markdown tables go beside it (.md)
+#   BENCH_RECORD=1          write to test/bench/results/ instead: the run of
+#                           record of the current code, to commit (one per
+#                           supported version; git history keeps the rest)
 #   BENCH_PG_CONFIG=path    use an existing private build (test/check.sh)
 #                           of this machine's PostgreSQL
 #   BENCH_ROUNDS, BENCH_SECONDS, BENCH_REAPER_ROWS   override the mode's sizes
@@ -473,7 +476,9 @@ bench_in_chroot() {
 pgver=$(regstack_pgversion)
 out=${BENCH_OUT:-}
 if [ -z "$out" ]; then
-    out=$bench/results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode$([ "$pgver" = "$(regstack_host_pgversion)" ] || echo "-pg$pgver").json
+    results=/tmp/regstack-bench-results
+    [ "${BENCH_RECORD:-0}" = 1 ] && results=$bench/results
+    out=$results/bench-$(date -u +%Y%m%dT%H%M%SZ)-$mode$([ "$pgver" = "$(regstack_host_pgversion)" ] || echo "-pg$pgver").json
 fi
 if regstack_needs_chroot "$pgver"; then
     bench_in_chroot
