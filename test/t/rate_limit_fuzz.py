@@ -216,18 +216,22 @@ def storm_session(dsn, number, rng, deadline, failures, stats, done, checked):
         conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
         while time.monotonic() < deadline and not failures:
             try:
-                with conn.transaction():
-                    conn.execute("SET LOCAL statement_timeout = '30ms'")
-                    conn.execute("""SELECT pg_sleep(%s), allowed
-                                      FROM regstack.rate_limit_check('storm', 'login_ip',
-                                           max_events => 1000000, within => '1 hour')""",
-                                 (rng.random() * 0.03,))
+                conn.execute('BEGIN')
+                conn.execute("SET LOCAL statement_timeout = '30ms'")
+                conn.execute("""SELECT pg_sleep(%s), allowed
+                                  FROM regstack.rate_limit_check('storm', 'login_ip',
+                                       max_events => 1000000, within => '1 hour')""",
+                             (rng.random() * 0.03,))
+                conn.execute('COMMIT')
                 stats['transactions'] += 1
             except psycopg.Error as error:
                 if error.sqlstate != '57014':
                     raise Failure('storm session %d: unexpected error %s: %s'
                                   % (number, error.sqlstate, error))
                 stats['57014'] = stats.get('57014', 0) + 1
+                # The timeout may have cut the COMMIT itself: end the
+                # transaction in any case (a ROLLBACK outside one only warns).
+                conn.execute('ROLLBACK')
     except Failure as failure:
         failures.append(str(failure))
     except Exception as error:
