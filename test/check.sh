@@ -193,13 +193,15 @@ for suite in $suites; do
         continue
     fi
     echo "=== [host] $suite"
-    if ! "${cmd[@]}" 2>&1 | sed -u 's/^/[host] /' | tee "$work/host-$suite.log" | tee -a "$log" >/dev/null; then
-        status=1
-    fi
-    cat "$work/host-$suite.log"
+    suite_status=0
+    "${cmd[@]}" >"$work/host-$suite.raw" 2>&1 || suite_status=1
+    sed 's/^/[host] /' "$work/host-$suite.raw" | tee "$work/host-$suite.log" | tee -a "$log"
     passed=$(grep -cE '^\[host\] test .* \.\.\. ok' "$work/host-$suite.log" || true)
     failed=$(grep -cE '^\[host\] test .* \.\.\. FAILED' "$work/host-$suite.log" || true)
-    [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+    if [ "$suite_status" -ne 0 ]; then
+        status=1
+        [ "$failed" -eq 0 ] && failed=1
+    fi
     total_passed=$((total_passed + passed))
     total_failed=$((total_failed + failed))
     summary+=("host suite $suite: $passed test(s) passed, $failed failed")
