@@ -2,15 +2,17 @@
 -- same flow driven past the limit.
 SET intervalstyle = postgres;
 
+BEGIN;
 -- Before verifying a code: may this user still try?
 SELECT allowed, retry_after
   FROM regstack.rate_limit_check('user:42', '2fa_attempt', record => false);
 -- allowed = false: answer 429 with Retry-After: extract(epoch FROM retry_after).
 
--- The code was wrong: count the failure.
+-- The code was wrong: count the failure (the check above holds the key).
 SELECT regstack.rate_limit_record('user:42', '2fa_attempt');
+COMMIT;
 
--- The code was right: forget the failures.
+-- Another time, the code was right: forget the failures.
 SELECT regstack.rate_limit_reset('user:42', '2fa_attempt');
 
 -- Five wrong codes within 15 minutes: the sixth attempt must wait until the

@@ -135,17 +135,15 @@ for ver in $versions; do
     fi
 done
 
-# The README's flow examples must be sql/flows.sql, which pg_regress runs.
-echo "=== [all] readme"
-if sed -n '/^<!-- flows.sql -->$/,/^<!-- \/flows.sql -->$/p' "$src/README.md" \
-        | sed '1,2d;$d' | sed '$d' | diff - "$src/sql/flows.sql" >"$work/readme.diff"; then
-    echo "[all] test readme_flows ... ok" | tee -a "$log"
-    total_passed=1
-else
-    cat "$work/readme.diff"
-    echo "[all] test readme_flows ... FAILED (README flows differ from sql/flows.sql)" | tee -a "$log"
+# Every SQL block of the README and docs/ marked as a tested file's text
+# must be that text (test/check_doc_sql.py); pg_regress runs the files.
+echo "=== [all] documentation"
+python3 "$src/test/check_doc_sql.py" "$src" >"$work/doc_sql.log" 2>&1 || status=1
+sed 's/^/[all] /' "$work/doc_sql.log" | tee -a "$log"
+total_passed=$(grep -c '\.\.\. ok$' "$work/doc_sql.log" || true)
+total_failed=$(grep -c '\.\.\. FAILED' "$work/doc_sql.log" || true)
+if [ "$status" -ne 0 ] && [ "$total_failed" -eq 0 ]; then
     total_failed=1
-    status=1
 fi
 
 for ver in $versions; do
