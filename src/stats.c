@@ -25,7 +25,7 @@
  *	  shared hold);
  *	- reading copies every entry under the shared lock.
  * Nothing that can raise an error runs under the lock, except the
- * reader's palloc and tuplestore calls (an error releases LWLocks).
+ * reader's palloc of its copy (an error releases LWLocks).
  *
  * Per backend, a counted call costs one hash of a 72-byte key, one shared
  * LWLock acquire and release and one atomic add: no per-backend cache of
@@ -33,15 +33,20 @@
  * could then count into another name's entry.
  *
  * Restarts: as pg_stat_statements does, the postmaster writes the table
- * to pg_stat/regstack_stats.stat at a clean shutdown (an on_shmem_exit
- * callback, run after every other process has exited) and reads it back,
- * then deletes it, when it creates shared memory; a crash, or an immediate
- * shutdown, starts from zero.  Names beyond a smaller
- * regstack.stats_max_entries go to the overflow rows.
+ * to pg_stat/regstack_stats.stat when it shuts down (smart, fast or
+ * immediate: an on_shmem_exit callback with code 0, run after every other
+ * process has exited) and reads it back, then deletes it, when it creates
+ * shared memory; after a crash (the callback gets code 1 before shared
+ * memory is made anew) the counters start from zero.  An immediate
+ * shutdown kills processes wherever they are: one killed while inserting
+ * or removing an entry would leave the table half-changed, so those
+ * changes raise a flag ("changing") first and lower it after, and the
+ * postmaster saves nothing while it is raised.  Names beyond a smaller
+ * regstack.stats_max_entries at the next start go to the overflow rows.
  *
- * The reaper's lag: a small table of regstack.max_databases slots, one per
- * database a reaper pass has run in, guarded by a second LWLock of the
- * tranche; a worker writes its database's slot once at the end of a
+ * The reaper's lag: a small table of regstack.reaper_max_databases slots,
+ * one per database a reaper pass has run in, guarded by a second LWLock of
+ * the tranche; a worker writes its database's slot once at the end of a
  * pass.  When every slot is taken, the slot written longest ago is reused
  * (a dropped database's slot ages out this way).  Not saved at shutdown,
  * not reset.
@@ -118,6 +123,7 @@ typedef struct StatsShared
 	int			max_entries;
 	int			lag_slots;
 	TimestampTz reset_at;		/* last reset (or first start); under lock */
+	pg_atomic_uint32 changing;	/* 1 while an entry is added or removed */
 	pg_atomic_uint64 overflow[RS_STATS_NUM_KINDS][RS_STATS_NUM_COUNTERS];
 	StatsLagSlot lag[FLEXIBLE_ARRAY_MEMBER];
 } StatsShared;
@@ -192,6 +198,15 @@ stats_shmem_request(void)
 	RequestNamedLWLockTranche(STATS_TRANCHE, 2);
 }
 
+/* Raise (true) or lower the "changing" flag around a change of the table. */
+static void
+stats_changing(bool changing)
+{
+	pg_write_barrier();
+	pg_atomic_write_u32(&stats_shared->changing, changing ? 1 : 0);
+	pg_write_barrier();
+}
+
 /* A new, zeroed entry for key (exclusive lock held, table not full). */
 static StatsEntry *
 stats_enter(const StatsKey *key, uint32 hash)
@@ -199,6 +214,7 @@ stats_enter(const StatsKey *key, uint32 hash)
 	StatsEntry *entry;
 	bool		found;
 
+	stats_changing(true);
 	entry = hash_search_with_hash_value(stats_hash, key, hash,
 										HASH_ENTER_NULL, &found);
 	if (entry != NULL && !found)
@@ -206,6 +222,7 @@ stats_enter(const StatsKey *key, uint32 hash)
 		for (int c = 0; c < RS_STATS_NUM_COUNTERS; c++)
 			pg_atomic_init_u64(&entry->counters[c], 0);
 	}
+	stats_changing(false);
 	return entry;
 }
 
@@ -291,6 +308,12 @@ stats_shmem_shutdown(int code, Datum arg)
 
 	if (code != 0 || stats_shared == NULL || stats_hash == NULL)
 		return;
+	if (pg_atomic_read_u32(&stats_shared->changing) != 0)
+	{
+		ereport(LOG,
+				(errmsg("regstack statistics not saved: a process was stopped while changing them")));
+		return;
+	}
 
 	file = AllocateFile(STATS_FILE_TMP, PG_BINARY_W);
 	if (file == NULL)
@@ -363,6 +386,7 @@ stats_shmem_startup(void)
 		stats_shared->max_entries = stats_max_entries;
 		stats_shared->lag_slots = regstack_reaper_max_databases;
 		stats_shared->reset_at = GetCurrentTimestamp();
+		pg_atomic_init_u32(&stats_shared->changing, 0);
 		for (int k = 0; k < RS_STATS_NUM_KINDS; k++)
 			for (int c = 0; c < RS_STATS_NUM_COUNTERS; c++)
 				pg_atomic_init_u64(&stats_shared->overflow[k][c], 0);
@@ -841,9 +865,11 @@ regstack_stats_reset(PG_FUNCTION_ARGS)
 	stats_require_preload("regstack.stats_reset()");
 
 	LWLockAcquire(stats_shared->lock, LW_EXCLUSIVE);
+	stats_changing(true);
 	hash_seq_init(&scan, stats_hash);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 		(void) hash_search(stats_hash, &entry->key, HASH_REMOVE, NULL);
+	stats_changing(false);
 	for (int k = 0; k < RS_STATS_NUM_KINDS; k++)
 		for (int c = 0; c < RS_STATS_NUM_COUNTERS; c++)
 			pg_atomic_write_u64(&stats_shared->overflow[k][c], 0);
