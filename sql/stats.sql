@@ -152,8 +152,9 @@ SELECT attname, format_type(atttypid, atttypmod)
   FROM pg_attribute WHERE attrelid = 'regstack.reaper_lag'::regclass AND attnum > 0
  ORDER BY attnum;
 
--- Privileges.  Nothing for PUBLIC; pg_monitor reads both views; only the
--- owner resets, even with EXECUTE (the README's application grant).
+-- Privileges.  Nothing for PUBLIC; pg_monitor reads both views; only
+-- pg_monitor and the owner read, and only the owner resets, even with
+-- EXECUTE (the README's application grant).
 SELECT c.relname, a.grantee::regrole, a.privilege_type
   FROM pg_class c, aclexplode(c.relacl) a
  WHERE c.oid IN ('regstack.stats'::regclass, 'regstack.reaper_lag'::regclass)
@@ -189,8 +190,11 @@ SELECT pg_temp.err($$SELECT * FROM regstack.stats()$$);
 SELECT pg_temp.err($$SELECT * FROM regstack.reaper_lag$$);
 SELECT pg_temp.err($$SELECT regstack.stats_reset()$$);
 RESET ROLE;
+-- The application role may execute every function, but not read these.
 SET ROLE regress_app;
 SELECT pg_temp.err($$SELECT * FROM regstack.stats$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.stats()$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.reaper_lag()$$);
 SELECT pg_temp.err($$SELECT regstack.stats_reset()$$);
 RESET ROLE;
 SELECT * FROM pg_temp.moved();

@@ -61,6 +61,7 @@
 
 #include <unistd.h>
 
+#include "catalog/pg_authid_d.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -752,6 +753,25 @@ stats_require_preload(const char *what)
 				 errhint("Add regstack to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
+/*
+ * Only members of pg_monitor and the extension's owner may read the
+ * statistics, whatever EXECUTE grants say: the README's grant to an
+ * application role covers every function in the schema (42501).
+ */
+static void
+stats_check_reader(const char *what)
+{
+	Oid			owner = regstack_tables_owner();
+
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_MONITOR) &&
+		!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read %s", what),
+				 errdetail("Only members of pg_monitor and the owner of extension regstack (role \"%s\") may.",
+						   GetUserNameFromId(owner, false))));
+}
+
 /* A timestamp column: NULL for 0 ("never"). */
 static void
 stats_timestamp(TimestampTz value, Datum *datum, bool *isnull)
@@ -805,6 +825,7 @@ regstack_stats(PG_FUNCTION_ARGS)
 	long		nrows = 0;
 
 	stats_require_preload("regstack.stats");
+	stats_check_reader("regstack.stats");
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	/*
@@ -889,6 +910,7 @@ regstack_reaper_lag(PG_FUNCTION_ARGS)
 	int			nslots;
 
 	stats_require_preload("regstack.reaper_lag");
+	stats_check_reader("regstack.reaper_lag");
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	nslots = stats_shared->lag_slots;
