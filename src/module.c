@@ -5,11 +5,12 @@
  *
  * Every SQL function works whether or not the library is preloaded;
  * preloading (shared_preload_libraries = 'regstack') is needed for the
- * background reaper.
+ * background reaper and for the statistics (regstack.stats).
  *
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
+#include "stats.h"
 
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -27,11 +28,16 @@ _PG_init(void)
 	regstack_reaper_define_settings();
 
 	/*
-	 * Restart-only settings, shared memory and the reaper's launcher exist
-	 * only when preloaded (shared_preload_libraries = 'regstack').
+	 * Restart-only settings, shared memory, the reaper's launcher and the
+	 * statistics exist only when preloaded (shared_preload_libraries =
+	 * 'regstack').  The statistics size their lag table by the reaper's
+	 * regstack.max_databases, so they come second.
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		regstack_reaper_preload();
+		regstack_stats_preload();
+	}
 
 	MarkGUCPrefixReserved("regstack");
 }

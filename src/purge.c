@@ -22,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
+#include "stats.h"
 
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -60,12 +61,17 @@ regstack_purge_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 /*
  * Delete up to limit (<= 0: no limit) expired tokens with ctid in (after,
  * stop), scanning in ctid order, without waiting for rows others hold;
- * move *after to the last one deleted.
+ * move *after to the last one deleted.  Each deletion counts in
+ * regstack.stats as counter (purged or reaped) of its token type; each row
+ * left for another transaction is reported to the reaper's lag.
  */
 static int64
 purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
-					ItemPointer after, ItemPointer stop)
+					ItemPointer after, ItemPointer stop,
+					RegstackStatsCounter counter)
 {
+	RegstackStatsTally tally;
+	bool		counting = regstack_stats_enabled();
 	Snapshot	snapshot = NULL;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TimestampTz now_ts = GetCurrentTimestamp();
@@ -86,6 +92,8 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 	else
 		ItemPointerSet(&last, 0, 0);	/* empty range */
 
+	regstack_stats_tally_init(&tally, RS_STATS_TOKEN_TYPE, counter);
+
 	/* After the snapshot's command counter increment: see our own rows. */
 	regstack_statement_snapshot(&snapshot);
 	scan = table_beginscan_tidrange(rel, snapshot, &first, &last);
@@ -96,16 +104,27 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 		Datum		expires_at = slot_getattr(slot,
 											  info->attnum[RS_COL_EXPIRES_AT - 1],
 											  &isnull);
+		TM_Result	result;
+		Datum		token_type = (Datum) 0;
 
 		if (isnull || DatumGetTimestampTz(expires_at) > now_ts)
 			continue;
+		if (counting)
+			token_type = slot_getattr(slot, info->attnum[RS_COL_TOKEN_TYPE - 1],
+									  &isnull);
 		/* wait = false: a row someone holds is skipped, not waited for */
-		if (regstack_heap_delete(rel, &slot->tts_tid, snapshot, false) == TM_Ok)
+		result = regstack_heap_delete(rel, &slot->tts_tid, snapshot, false);
+		if (result == TM_Ok)
 		{
 			deleted++;
 			*after = slot->tts_tid;
+			if (counting && !isnull)
+				regstack_stats_tally_add(&tally, DatumGetTextPP(token_type));
 		}
+		else if (result != TM_Deleted)
+			regstack_stats_reaper_skipped(DatumGetTimestampTz(expires_at));
 	}
+	regstack_stats_tally_flush(&tally);
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
@@ -115,17 +134,12 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 /*
  * Delete up to limit expired tokens whose ctid lies after *after and before
  * block stop_block, and move *after to the last one deleted; set *nblocks
- * to the table's size in blocks; return how many were deleted.
- *
- * This is the reaper's batch.  The reaper carries *after from batch to
- * batch, so a pass reads the table once, in ctid order, instead of
- * rescanning the already-emptied leading pages in every batch; stop_block
- * bounds how much one batch may read when few rows are expired, so that
- * every transaction stays short.
+ * to the table's size in blocks; return how many were deleted, counted as
+ * counter in regstack.stats.
  */
-int64
-regstack_purge_tokens_range(int64 limit, ItemPointer after,
-							BlockNumber stop_block, BlockNumber *nblocks)
+static int64
+purge_tokens_range(int64 limit, ItemPointer after, BlockNumber stop_block,
+				   BlockNumber *nblocks, RegstackStatsCounter counter)
 {
 	const RegstackTableInfo *info;
 	Relation	rel;
@@ -135,13 +149,28 @@ regstack_purge_tokens_range(int64 limit, ItemPointer after,
 	PreventCommandIfReadOnly("purge_expired()");
 	rel = regstack_table_open(RS_TABLE_TOKENS, RowExclusiveLock, &info);
 	ItemPointerSet(&stop, stop_block, 0);
-	deleted = purge_tokens_direct(rel, info, limit, after, &stop);
+	deleted = purge_tokens_direct(rel, info, limit, after, &stop, counter);
 	*nblocks = RelationGetNumberOfBlocks(rel);
 	table_close(rel, NoLock);
 	return deleted;
 }
 
-/* Delete every expired token; return how many. */
+/*
+ * The reaper's batch: purge_tokens_range, counted as reaped.  The reaper
+ * carries *after from batch to batch, so a pass reads the table once, in
+ * ctid order, instead of rescanning the already-emptied leading pages in
+ * every batch; stop_block bounds how much one batch may read when few
+ * rows are expired, so that every transaction stays short.
+ */
+int64
+regstack_purge_tokens_range(int64 limit, ItemPointer after,
+							BlockNumber stop_block, BlockNumber *nblocks)
+{
+	return purge_tokens_range(limit, after, stop_block, nblocks,
+							  RS_STAT_REAPED);
+}
+
+/* Delete every expired token (purge_expired()); return how many. */
 int64
 regstack_purge_tokens(void)
 {
@@ -149,7 +178,8 @@ regstack_purge_tokens(void)
 	BlockNumber nblocks;
 
 	ItemPointerSet(&after, 0, 0);
-	return regstack_purge_tokens_range(0, &after, MaxBlockNumber, &nblocks);
+	return purge_tokens_range(0, &after, MaxBlockNumber, &nblocks,
+							  RS_STAT_PURGED);
 }
 
 /* purge_expired(): delete every expired row now; counts per table. */

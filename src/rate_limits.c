@@ -59,6 +59,7 @@
  *-------------------------------------------------------------------------
  */
 #include "rate_limits.h"
+#include "stats.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -421,6 +422,9 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 		}
 	}
 	regstack_rate_store_close(&call->store);
+	regstack_stats_rate_limit_call(k->event_type, mode != RATE_LIMITS_RECORD,
+								   out->allowed,
+								   mode != RATE_LIMITS_CHECK_ONLY && out->allowed);
 	error_context_stack = context.previous;
 	pfree(call);
 }
@@ -568,12 +572,15 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
 	regstack_plan(&state_plan[one],
 				  one ?
 				  "DELETE FROM regstack.auth_rate_limit_state"
-				  " WHERE" RATE_LIMITS_KEY_QUAL :
+				  " WHERE" RATE_LIMITS_KEY_QUAL " RETURNING event_type" :
 				  "DELETE FROM regstack.auth_rate_limit_state"
-				  " WHERE key OPERATOR(pg_catalog.=) $1",
+				  " WHERE key OPERATOR(pg_catalog.=) $1 RETURNING event_type",
 				  one + 1, reset_argtypes);
-	if (SPI_execute_plan(state_plan[one], values, NULL, false, 0) != SPI_OK_DELETE)
+	if (SPI_execute_plan(state_plan[one], values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not reset rate-limit state");
+	/* keys reset, per event type */
+	regstack_stats_count_rows(RS_STATS_EVENT_TYPE, RS_STAT_RESETS,
+							  SPI_tuptable, 1);
 	regstack_plan(&events_plan[one],
 				  one ?
 				  "DELETE FROM regstack.auth_rate_limit_events"

@@ -66,6 +66,7 @@
  *-------------------------------------------------------------------------
  */
 #include "reaper.h"
+#include "stats.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -285,7 +286,10 @@ worker_batch(WorkerPass *pass, int64 limit, int64 *deleted)
 	if (pass->phase == WORKER_TOKENS && *deleted < limit)
 	{
 		if (pass->stop_block >= nblocks)
+		{
 			pass->phase = WORKER_EVENTS;
+			regstack_stats_reaper_tokens_swept();
+		}
 		else
 		{
 			ItemPointerSet(&pass->after, pass->stop_block, 0);
@@ -446,6 +450,7 @@ worker_pass(WorkerPass *pass)
 	WorkerYield yield;
 
 	worker_yield_init(&yield);
+	regstack_stats_reaper_pass_begin();
 
 	PG_TRY();
 	{
@@ -499,7 +504,10 @@ worker_pass(WorkerPass *pass)
 	PG_END_TRY();
 
 	if (pass->claimed)
+	{
 		regstack_reaper_slot_end_pass();
+		regstack_stats_reaper_pass_end(pass->tokens + pass->events);
+	}
 
 	if (pass->tokens > 0 || pass->events > 0)
 	{

@@ -35,6 +35,7 @@
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
+#include "stats.h"
 
 #include "access/genam.h"
 #include "access/heaptoast.h"
@@ -58,26 +59,30 @@ store_bytes_equal(Datum value, const char *data, Size len)
 	return VARSIZE_ANY_EXHDR(v) == len && memcmp(VARDATA_ANY(v), data, len) == 0;
 }
 
-/* Does the row in values/nulls satisfy the type, expiry and challenge of key? */
-static bool
+/*
+ * Does the row in values/nulls satisfy the type, expiry and challenge of
+ * key?  RS_TOKEN_HIT if so, else the first condition it fails (counted by
+ * regstack.stats).
+ */
+static RegstackTokenOutcome
 store_row_matches(const RegstackTokenKey *key, const Datum *values,
 				  const bool *nulls)
 {
 	if (!store_bytes_equal(values[RS_COL_TOKEN_TYPE - 1],
 						   VARDATA_ANY(key->token_type),
 						   VARSIZE_ANY_EXHDR(key->token_type)))
-		return false;
+		return RS_TOKEN_WRONG_TYPE;
 	if (!(DatumGetTimestampTz(values[RS_COL_EXPIRES_AT - 1]) > GetCurrentTimestamp()))
-		return false;
+		return RS_TOKEN_EXPIRED;
 	if (key->check_challenge && !nulls[RS_COL_CHALLENGE_HASH - 1])
 	{
 		if (key->challenge_hash == NULL ||
 			!store_bytes_equal(values[RS_COL_CHALLENGE_HASH - 1],
 							   VARDATA_ANY(key->challenge_hash),
 							   VARSIZE_ANY_EXHDR(key->challenge_hash)))
-			return false;
+			return RS_TOKEN_WRONG_CHALLENGE;
 	}
-	return true;
+	return RS_TOKEN_HIT;
 }
 
 /*
@@ -158,7 +163,8 @@ store_update_result(Relation rel, const RegstackTableInfo *info,
  * Find the live token that matches key and apply action to it.  On success
  * values/nulls (RS_NUM_COLS each) hold the row: as found for FETCH and
  * DELETE, with the new result for SET_RESULT.  Returns false when there is
- * no such live token (or a concurrent caller took it first).
+ * no such live token (or a concurrent caller took it first).  Counts the
+ * call's outcome in regstack.stats.
  */
 bool
 regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
@@ -171,6 +177,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 	Datum		row_values[RS_NUM_COLS];
 	bool		row_nulls[RS_NUM_COLS];
 	bool		done = false;
+	RegstackTokenOutcome outcome = RS_TOKEN_NOT_FOUND;
 	Snapshot	snapshot = NULL;
 
 	if (action == RS_TOKEN_DELETE)
@@ -189,9 +196,11 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		/* Like SPI before a statement: see this transaction's own work. */
 		regstack_statement_snapshot(&snapshot);
 
+		outcome = RS_TOKEN_NOT_FOUND;
 		if (store_find(rel, info, pk_index, snapshot, key->subject_tag,
-					   key->token_hash, row_values, row_nulls, &tid) &&
-			store_row_matches(key, row_values, row_nulls))
+					   key->token_hash, row_values, row_nulls, &tid))
+			outcome = store_row_matches(key, row_values, row_nulls);
+		if (outcome == RS_TOKEN_HIT)
 		{
 			if (action == RS_TOKEN_DELETE)
 				result = regstack_heap_delete(rel, &tid, snapshot, true);
@@ -207,7 +216,10 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 			 * concurrent delete means it is gone.
 			 */
 			else
+			{
+				outcome = RS_TOKEN_NOT_FOUND;
 				retry = regstack_check_conflict(result) == TM_Updated;
+			}
 		}
 		if (!retry)
 			break;
@@ -221,6 +233,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 	}
 	index_close(pk_index, NoLock);
 	table_close(rel, NoLock);
+	regstack_stats_token_call(key->token_type, action, outcome);
 	return done;
 }
 

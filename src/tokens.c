@@ -29,6 +29,7 @@
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
+#include "stats.h"
 
 #include "access/detoast.h"
 #include "access/xact.h"
@@ -148,6 +149,8 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 								  false, false, 0);
 	if (status != SPI_OK_DELETE)
 		elog(ERROR, "could not trim tokens to the type's cap");
+	regstack_stats_count(RS_STATS_TOKEN_TYPE, type->name, strlen(type->name),
+						 RS_STAT_TRIMMED, SPI_processed);
 	regstack_end_call(&call);
 }
 
@@ -233,6 +236,8 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 	nulls[RS_COL_EXPIRES_AT - 1] = false;
 
 	regstack_token_insert(values, nulls);
+	regstack_stats_count(RS_STATS_TOKEN_TYPE, type.name, strlen(type.name),
+						 RS_STAT_ISSUED, 1);
 	return token;
 }
 
@@ -320,7 +325,10 @@ tokens_find(FunctionCallInfo fcinfo, RegstackTokenAction action)
 
 	/* A string of another shape was never issued: no row, no lookup. */
 	if (!regstack_token_wellformed(token))
+	{
+		regstack_stats_token_call(key.token_type, action, RS_TOKEN_NOT_FOUND);
 		return (Datum) 0;
+	}
 
 	key.subject_tag = regstack_token_tag(token);
 	key.token_hash = regstack_sha256_bytea(token);
@@ -373,7 +381,11 @@ regstack_attach_result(PG_FUNCTION_ARGS)
 							   true);
 	tokens_check_type(key.token_type);
 	if (!regstack_token_wellformed(token))
+	{
+		regstack_stats_token_call(key.token_type, RS_TOKEN_SET_RESULT,
+								  RS_TOKEN_NOT_FOUND);
 		PG_RETURN_BOOL(false);
+	}
 
 	key.subject_tag = regstack_token_tag(token);
 	key.token_hash = regstack_sha256_bytea(token);
@@ -414,11 +426,15 @@ regstack_revoke_tokens(PG_FUNCTION_ARGS)
 				  " WHERE subject_tag OPERATOR(pg_catalog.=) $3"
 				  " AND subject OPERATOR(pg_catalog.=) $1"
 				  " AND ($2 IS NULL OR token_type OPERATOR(pg_catalog.=) $2)"
-				  " AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+				  " AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
+				  " RETURNING token_type",
 				  3, revoke_argtypes);
-	if (SPI_execute_plan(revoke_plan, values, nulls, false, 0) != SPI_OK_DELETE)
+	if (SPI_execute_plan(revoke_plan, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not revoke tokens");
 	revoked = SPI_processed;
+	/* per token type: a call without one revokes every type */
+	regstack_stats_count_rows(RS_STATS_TOKEN_TYPE, RS_STAT_REVOKED,
+							  SPI_tuptable, 1);
 	regstack_end_call(&call);
 
 	PG_RETURN_INT64((int64) revoked);

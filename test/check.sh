@@ -48,7 +48,7 @@ check_one_version() {
     chmod 755 "$work"
     echo "0 1" >"$work/counts"
     regstack_install_packages postgresql-server-dev-$pgver libipc-run-perl make gcc sqlsmith postgresql-$pgver-cron \
-        python3-psycopg pgbouncer
+        python3-psycopg python3-yaml pgbouncer
     echo "=== build ($("/usr/lib/postgresql/$pgver/bin/postgres" --version))"
     if ! pg_config=$(regstack_build_private "$src" "$work" "$pgver"); then
         echo "test build ... FAILED (compiler output above)"
