@@ -79,3 +79,34 @@ regstack_interval_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 															   IntervalPGetDatum(value))))));
 	return value;
 }
+
+/* Longest window accepted (and allowed by the policies' CHECK). */
+#define ARGS_MAX_WINDOW_DAYS		(100 * 12 * 30)
+
+/* A window as microseconds; see regstack.h. */
+int64
+regstack_interval_window_us(const Interval *within, const char *name)
+{
+	Interval	zero = {0};
+	Interval	longest = {0};
+	int64		days_us;
+	int64		result;
+
+	longest.day = ARGS_MAX_WINDOW_DAYS;
+	if (!regstack_interval_lt(&zero, within))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a positive interval", name)));
+	if (regstack_interval_lt(&longest, within))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not exceed 100 years", name)));
+	/* Within those bounds only the parts can overflow, not the sum. */
+	if (pg_mul_s64_overflow((int64) within->month * DAYS_PER_MONTH +
+							within->day, USECS_PER_DAY, &days_us) ||
+		pg_add_s64_overflow(days_us, within->time, &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is out of range", name)));
+	return result;
+}

@@ -64,3 +64,25 @@ regstack_plan(SPIPlanPtr *slot, const char *sql, int nargs,
 	*slot = plan;
 	return plan;
 }
+
+/* Run a (count, max(ctid)) delete statement; see regstack.h. */
+int64
+regstack_execute_counted_delete(SPIPlanPtr plan, Datum *values, const char *nulls,
+					   ItemPointer after, const char *what)
+{
+	HeapTuple	row;
+	bool		isnull;
+	int64		deleted;
+	Datum		last;
+
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not delete %s", what);
+	row = SPI_tuptable->vals[0];
+	deleted = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+	last = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		ItemPointerCopy((ItemPointer) DatumGetPointer(last), after);
+	SPI_freetuptable(SPI_tuptable);
+	return deleted;
+}

@@ -22,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "regstack.h"
+#include "pg_compat.h"
 
 #include "common/sha2.h"
 

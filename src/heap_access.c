@@ -22,7 +22,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "heap_access.h"
 
 #include "access/xact.h"
 #include "executor/executor.h"

@@ -10,7 +10,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "tokens.h"
 
 #include "funcapi.h"
 #include "utils/builtins.h"

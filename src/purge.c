@@ -21,7 +21,9 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "purge.h"
+#include "heap_access.h"
+#include "tokens.h"
 #include "stats.h"
 
 #include "access/htup_details.h"
@@ -35,28 +37,6 @@
 #include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(regstack_purge_expired);
-
-/* Run a (count, max(ctid)) purge statement; see regstack.h. */
-int64
-regstack_purge_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
-					   ItemPointer after, const char *what)
-{
-	HeapTuple	row;
-	bool		isnull;
-	int64		deleted;
-	Datum		last;
-
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not delete %s", what);
-	row = SPI_tuptable->vals[0];
-	deleted = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-	last = SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
-	if (!isnull)
-		ItemPointerCopy((ItemPointer) DatumGetPointer(last), after);
-	SPI_freetuptable(SPI_tuptable);
-	return deleted;
-}
 
 /*
  * Delete up to limit (<= 0: no limit) expired tokens with ctid in (after,

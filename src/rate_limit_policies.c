@@ -26,7 +26,7 @@ policies_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
 	entry->max_events = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
 	/* The table's CHECK constraint keeps within in range. */
 	entry->within_us =
-		regstack_rate_limit_window_us(DatumGetIntervalP(SPI_getbinval(row, desc, 3, &isnull)),
+		regstack_interval_window_us(DatumGetIntervalP(SPI_getbinval(row, desc, 3, &isnull)),
 									  "within");
 }
 

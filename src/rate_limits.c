@@ -59,6 +59,7 @@
  *-------------------------------------------------------------------------
  */
 #include "rate_limits.h"
+#include "purge.h"
 #include "stats.h"
 
 #include "access/xact.h"
@@ -75,9 +76,6 @@
 PG_FUNCTION_INFO_V1(regstack_rate_limit_check);
 PG_FUNCTION_INFO_V1(regstack_rate_limit_record);
 PG_FUNCTION_INFO_V1(regstack_rate_limit_reset);
-
-/* Longest window accepted (and allowed by the policies' CHECK). */
-#define RATE_LIMITS_MAX_WINDOW_DAYS		(100 * 12 * 30)
 
 /*
  * Purge keeps events this much longer than their window, so that a call in
@@ -108,34 +106,6 @@ regstack_rate_limits_define_settings(void)
 							SECS_PER_DAY, 1, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-}
-
-/* A window as microseconds; see rate_limits.h. */
-int64
-regstack_rate_limit_window_us(const Interval *within, const char *name)
-{
-	Interval	zero = {0};
-	Interval	longest = {0};
-	int64		days_us;
-	int64		result;
-
-	longest.day = RATE_LIMITS_MAX_WINDOW_DAYS;
-	if (!regstack_interval_lt(&zero, within))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a positive interval", name)));
-	if (regstack_interval_lt(&longest, within))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not exceed 100 years", name)));
-	/* Within those bounds only the parts can overflow, not the sum. */
-	if (pg_mul_s64_overflow((int64) within->month * DAYS_PER_MONTH +
-							within->day, USECS_PER_DAY, &days_us) ||
-		pg_add_s64_overflow(days_us, within->time, &result))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is out of range", name)));
-	return result;
 }
 
 /* ---- deciding a call ---- */
@@ -472,7 +442,7 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 				 errdetail("The value given was %d.", max_events)));
 	within = regstack_interval_arg(fcinfo, 3, "within");
 	if (within)
-		window_us = regstack_rate_limit_window_us(within, "within");
+		window_us = regstack_interval_window_us(within, "within");
 	if (PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -676,7 +646,7 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 											"e.occurred_at"),
 					  5, purge_argtypes);
 		values[4] = PointerGetDatum(&cursor->events_after);
-		deleted = regstack_purge_execute(events_plan, values, nulls,
+		deleted = regstack_execute_counted_delete(events_plan, values, nulls,
 										 &cursor->events_after,
 										 "stale rate-limit events");
 		if (limit > 0 && deleted >= limit)
@@ -692,7 +662,7 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 										"COALESCE(s.last_at, s.clock_at)"),
 				  5, purge_argtypes);
 	values[4] = PointerGetDatum(&cursor->state_after);
-	deleted += regstack_purge_execute(state_plan, values, nulls,
+	deleted += regstack_execute_counted_delete(state_plan, values, nulls,
 									  &cursor->state_after,
 									  "stale rate-limit state");
 	return deleted;

@@ -16,7 +16,7 @@
 #ifndef REGSTACK_RATE_LIMITS_H
 #define REGSTACK_RATE_LIMITS_H
 
-#include "regstack.h"
+#include "heap_access.h"
 
 /* Longest key rate_limit_* accept, in bytes (22001 beyond). */
 #define REGSTACK_MAX_RATE_KEY_BYTES	1024
@@ -145,23 +145,13 @@ extern TimestampTz regstack_rate_window_event_at(RegstackRateStore *store,
 												 const RegstackRateKey *k,
 												 int64 seq);
 
-/* ---- rate_limits.c ---- */
-
-/*
- * A window as a fixed number of microseconds (a day is 24 hours, a month 30
- * days, as in interval comparison).  Errors (22023) unless it is positive
- * and at most 100 years; name is the argument's SQL name.
- */
-extern int64 regstack_rate_limit_window_us(const Interval *within,
-										   const char *name);
-
 /* ---- rate_limit_policies.c ---- */
 
 typedef struct RegstackRateLimitPolicy
 {
 	char		event_type[NAMEDATALEN];
 	int32		max_events;
-	int64		within_us;		/* see regstack_rate_limit_window_us() */
+	int64		within_us;		/* see regstack_interval_window_us() */
 } RegstackRateLimitPolicy;
 
 /*

@@ -32,6 +32,9 @@ extern int	regstack_reaper_batch_size;
 extern char *regstack_reaper_databases;
 extern int	regstack_reaper_max_databases;	/* restart-only */
 
+/* Define the restart-only settings (preload only). */
+extern void regstack_reaper_define_restart_settings(void);
+
 /*
  * True when database datname is one the reaper should visit according to
  * regstack.reaper_databases (empty: every database).

@@ -99,6 +99,18 @@ regstack_reaper_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/*
+ * Define the restart-only settings, reserve shared memory and register the
+ * launcher: only while shared_preload_libraries is being processed.
+ */
+void
+regstack_reaper_preload(void)
+{
+	regstack_reaper_define_restart_settings();
+	regstack_reaper_request_shmem();
+	regstack_reaper_register_launcher();
+}
+
 /* Handle a pending reload or shutdown request (the latter does not return). */
 static void
 launcher_handle_signals(BackgroundWorkerHandle *running)

@@ -7,8 +7,8 @@
  * the library, preloaded or not, so that SHOW and postgresql.conf agree
  * everywhere.  The restart-only setting (PGC_POSTMASTER) sizes shared
  * memory and can only be defined while shared_preload_libraries is being
- * processed; regstack_reaper_preload() defines it, then asks for shared
- * memory and registers the launcher.
+ * processed: regstack_reaper_preload() (reaper_launcher.c) has it defined,
+ * then asks for shared memory and registers the launcher.
  *
  * The launcher and the workers pick up reloaded values when they handle
  * SIGHUP (ConfigReloadPending), between batches and between waits.
@@ -123,11 +123,11 @@ regstack_reaper_define_settings(void)
 }
 
 /*
- * Define the restart-only settings, reserve shared memory and register the
- * launcher: only while shared_preload_libraries is being processed.
+ * Define the restart-only settings: only while shared_preload_libraries is
+ * being processed (regstack_reaper_preload()).
  */
 void
-regstack_reaper_preload(void)
+regstack_reaper_define_restart_settings(void)
 {
 	DefineCustomIntVariable("regstack.reaper_max_databases",
 							"Databases the reaper status table has room for.",
@@ -139,7 +139,4 @@ regstack_reaper_preload(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
-
-	regstack_reaper_request_shmem();
-	regstack_reaper_register_launcher();
 }

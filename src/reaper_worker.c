@@ -66,6 +66,8 @@
  *-------------------------------------------------------------------------
  */
 #include "reaper.h"
+#include "heap_access.h"
+#include "purge.h"
 #include "stats.h"
 
 #include "access/xact.h"

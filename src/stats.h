@@ -15,7 +15,7 @@
 #ifndef REGSTACK_STATS_H
 #define REGSTACK_STATS_H
 
-#include "regstack.h"
+#include "tokens.h"
 
 /* What a row of regstack.stats is about; the kind column. */
 typedef enum RegstackStatsKind

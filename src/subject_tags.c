@@ -18,7 +18,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "tokens.h"
 
 /* The secret_keys table's CHECK: 16 to 64 bytes (one HMAC block). */
 #define SUBJECT_TAG_MIN_KEY_BYTES	16

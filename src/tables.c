@@ -44,7 +44,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "heap_access.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"

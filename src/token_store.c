@@ -34,7 +34,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "tokens.h"
+#include "heap_access.h"
 #include "stats.h"
 
 #include "access/genam.h"

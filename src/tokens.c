@@ -28,7 +28,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "regstack.h"
+#include "tokens.h"
+#include "heap_access.h"
 #include "stats.h"
 
 #include "access/detoast.h"
