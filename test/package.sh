@@ -27,7 +27,8 @@
 #                            META.json against the PGXN Meta Spec
 #   package_dist             make dist in a clone of HEAD: the zip has
 #                            META.json and every committed file, validates
-#                            with its files, and builds (make) as unpacked
+#                            with its files, and installs with pgxn install
+#                            (pgxnclient) into a private copy of the server
 #
 # Run as root (it installs packages).  Each test prints a "test NAME ...
 # ok" or "... FAILED" line; the last line is "N passed, N failed".
@@ -68,7 +69,7 @@ package_needs_chroot() {
 package_copy_tree() {
     mkdir -p "$2"
     tar -C "$1" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
-        --exclude=./sql/regstack--1.1.sql --exclude=results --exclude=output_iso \
+        --exclude=results --exclude=output_iso \
         --exclude=tmp_check --exclude=tmp_check_iso --exclude='./regstack-*.zip' \
         -cf - . | tar -C "$2" -xf -
 }
@@ -90,10 +91,14 @@ package_one_version() {
     mkdir -p "$work"
     chmod 755 "$work"
 
-    regstack_install_packages build-essential debhelper postgresql-server-dev-all \
-        postgresql-server-dev-"$ver" lintian libipc-run-perl sqlsmith make
+    if ! regstack_install_packages build-essential debhelper postgresql-server-dev-all \
+            postgresql-server-dev-"$ver" lintian libipc-run-perl sqlsmith make >"$work/apt.log" 2>&1; then
+        tail -n 30 "$work/apt.log"
+        package_result "package_${ver}_build" 1 "could not install the build dependencies"
+        return 1
+    fi
     # pg_cron's TAP test skips itself where the suite has no pg_cron.
-    regstack_install_packages postgresql-"$ver"-cron 2>/dev/null ||
+    regstack_install_packages postgresql-"$ver"-cron >>"$work/apt.log" 2>&1 ||
         echo "note: no postgresql-$ver-cron here; its TAP test will skip"
 
     # Build: debian/control for the versions this machine supports, then
@@ -193,13 +198,20 @@ package_meta() {
 
 # make dist in a clone of HEAD: the zip, its contents, and a build from it.
 package_dist() {
-    local work=$1 clone zip dir problems=""
+    local work=$1 clone zip dir script pg_config f problems=""
     clone=$work/dist/regstack
     if ! git -C "$src" rev-parse --verify -q HEAD >/dev/null; then
         package_result package_dist 1 "$src is not a git checkout: make dist archives HEAD"
         return 1
     fi
     mkdir -p "$work/dist"
+    # (The dist is built and installed with the host's PostgreSQL, 15.)
+    if ! regstack_install_packages git unzip pgxnclient postgresql-server-dev-15 make gcc \
+            >"$work/dist/apt.log" 2>&1; then
+        tail -n 30 "$work/dist/apt.log"
+        package_result package_dist 1 "could not install git, unzip, pgxnclient"
+        return 1
+    fi
     git clone -q "$src" "$clone"
     if ! make -C "$clone" -s dist >"$work/dist/make.log" 2>&1; then
         cat "$work/dist/make.log"
@@ -212,23 +224,33 @@ package_dist() {
     [ "$(ls "$work/dist/unpacked")" = "$dir" ] || problems+=" not everything is under $dir/;"
     [ -f "$work/dist/unpacked/$dir/META.json" ] || problems+=" no META.json;"
     # Every committed file, and nothing else but the built install script.
+    script=sql/regstack--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$clone/regstack.control").sql
+    [ -f "$work/dist/unpacked/$dir/$script" ] || problems+=" no $script;"
     diff <(git -C "$clone" ls-files | sort) \
          <(cd "$work/dist/unpacked/$dir" && find . -type f | sed 's|^\./||' \
-               | grep -vxF sql/regstack--1.1.sql | sort) >"$work/dist/files.diff" ||
+               | grep -vxF "$script" | sort) >"$work/dist/files.diff" ||
         { cat "$work/dist/files.diff"; problems+=" files differ from git ls-files (above);"; }
     python3 "$src/test/validate_meta.py" --dist "$work/dist/unpacked/$dir" ||
         problems+=" META.json does not hold for the zip;"
-    # What pgxn install does first: make, with the system's pg_config.
+    # pgxn install of the zip (what a PGXN user runs), into a private copy
+    # of the server (pgxnclient wants its libdir writable).
+    pg_config=$(regstack_private_postgres "$work/dist")
+    mkdir -p "$("$pg_config" --libdir)"
     regstack_chown_test_user "$work/dist"
-    if ! regstack_as_test_user "make -C '$work/dist/unpacked/$dir' -s" >"$work/dist/build.log" 2>&1; then
-        tail -n 30 "$work/dist/build.log"
-        problems+=" make in the unpacked zip failed;"
+    if ! regstack_as_test_user "cd '$work/dist' && pgxn install --pg_config '$pg_config' '$zip'" \
+            >"$work/dist/pgxn.log" 2>&1; then
+        tail -n 30 "$work/dist/pgxn.log"
+        problems+=" pgxn install of the zip failed;"
     fi
+    for f in "$("$pg_config" --pkglibdir)/regstack.so" "$("$pg_config" --sharedir)/extension/regstack.control" \
+             "$("$pg_config" --sharedir)/extension/${script#sql/}"; do
+        [ -f "$f" ] || problems+=" pgxn install did not install ${f#"$work/dist/pg"};"
+    done
     if [ -n "$problems" ]; then
         package_result package_dist 1 "$(basename "$zip"):${problems%;}"
         return 1
     fi
-    package_result package_dist 0 "$(basename "$zip"), $(unzip -Z1 "$zip" | grep -vc '/$') files, builds"
+    package_result package_dist 0 "$(basename "$zip"), $(unzip -Z1 "$zip" | grep -vc '/$') files, pgxn install works"
 }
 
 if [ -n "${REGSTACK_PACKAGE_WORK:-}" ]; then
