@@ -74,6 +74,12 @@ package_copy_tree() {
         -cf - . | tar -C "$2" -xf -
 }
 
+# Show a log (the lines of standard input) indented, so that its own "test
+# ... ok" lines (pg_regress output) are not counted as this script's.
+package_show() {
+    sed 's/^/  | /'
+}
+
 # Print a test's result line: name, status (0 = ok), detail.
 package_result() {
     if [ "$2" -eq 0 ]; then
@@ -93,7 +99,7 @@ package_one_version() {
 
     if ! regstack_install_packages build-essential debhelper postgresql-server-dev-all \
             postgresql-server-dev-"$ver" lintian libipc-run-perl sqlsmith make >"$work/apt.log" 2>&1; then
-        tail -n 30 "$work/apt.log"
+        tail -n 30 "$work/apt.log" | package_show
         package_result "package_${ver}_build" 1 "could not install the build dependencies"
         return 1
     fi
@@ -111,7 +117,7 @@ package_one_version() {
     deb=$(ls "$work"/build/"$pkg"_*.deb 2>/dev/null | head -n 1 || true)
     changes=$(ls "$work"/build/regstack_*.changes 2>/dev/null | head -n 1 || true)
     if [ "$rc" -ne 0 ] || [ -z "$deb" ] || [ -z "$changes" ]; then
-        tail -n 60 "$log"
+        tail -n 60 "$log" | package_show
         package_result "package_${ver}_build" 1 "dpkg-buildpackage exited $rc, see above"
         return 1
     fi
@@ -127,7 +133,7 @@ package_one_version() {
         dpkg-deb -c "$deb" | awk '{ print $6 }' | grep -qxF "$f" || missing+=" ${f#.}"
     done
     if [ -n "$missing" ]; then
-        dpkg-deb -c "$deb"
+        dpkg-deb -c "$deb" | package_show
         package_result "package_${ver}_build" 1 "$(basename "$deb") lacks$missing"
         return 1
     fi
@@ -158,7 +164,7 @@ package_one_version() {
         [ -f "${f#.}" ] || missing+=" ${f#.}"
     done
     if [ "$rc" -ne 0 ] || [ -n "$missing" ]; then
-        cat "$work/install.log"
+        package_show <"$work/install.log"
         package_result "package_${ver}_install" 1 "dpkg -i exited $rc${missing:+; missing:$missing}"
         return 1
     fi
@@ -169,7 +175,7 @@ package_one_version() {
     (cd "$build" && REGSTACK_PGVERSIONS=$ver sh debian/tests/installcheck) \
         >"$work/installcheck.log" 2>&1 || rc=$?
     if [ "$rc" -ne 0 ]; then
-        tail -n 200 "$work/installcheck.log"
+        tail -n 200 "$work/installcheck.log" | package_show
         package_result "package_${ver}_installcheck" 1 "make installcheck against the package failed, see above"
         status=1
     else
@@ -179,7 +185,7 @@ package_one_version() {
     if [ "$installed_before" = 0 ]; then
         trap - EXIT
         if ! dpkg --purge "$pkg" >>"$work/install.log" 2>&1; then
-            cat "$work/install.log"
+            package_show <"$work/install.log"
             package_result "package_${ver}_remove" 1 "dpkg --purge $pkg failed"
             status=1
         fi
@@ -208,13 +214,13 @@ package_dist() {
     # (The dist is built and installed with the host's PostgreSQL, 15.)
     if ! regstack_install_packages git unzip pgxnclient postgresql-server-dev-15 make gcc \
             >"$work/dist/apt.log" 2>&1; then
-        tail -n 30 "$work/dist/apt.log"
+        tail -n 30 "$work/dist/apt.log" | package_show
         package_result package_dist 1 "could not install git, unzip, pgxnclient"
         return 1
     fi
     git clone -q "$src" "$clone"
     if ! make -C "$clone" -s dist >"$work/dist/make.log" 2>&1; then
-        cat "$work/dist/make.log"
+        package_show <"$work/dist/make.log"
         package_result package_dist 1 "make dist failed"
         return 1
     fi
@@ -229,7 +235,7 @@ package_dist() {
     diff <(git -C "$clone" ls-files | sort) \
          <(cd "$work/dist/unpacked/$dir" && find . -type f | sed 's|^\./||' \
                | grep -vxF "$script" | sort) >"$work/dist/files.diff" ||
-        { cat "$work/dist/files.diff"; problems+=" files differ from git ls-files (above);"; }
+        { package_show <"$work/dist/files.diff"; problems+=" files differ from git ls-files (above);"; }
     python3 "$src/test/validate_meta.py" --dist "$work/dist/unpacked/$dir" ||
         problems+=" META.json does not hold for the zip;"
     # pgxn install of the zip (what a PGXN user runs), into a private copy
@@ -239,7 +245,7 @@ package_dist() {
     regstack_chown_test_user "$work/dist"
     if ! regstack_as_test_user "cd '$work/dist' && pgxn install --pg_config '$pg_config' '$zip'" \
             >"$work/dist/pgxn.log" 2>&1; then
-        tail -n 30 "$work/dist/pgxn.log"
+        tail -n 30 "$work/dist/pgxn.log" | package_show
         problems+=" pgxn install of the zip failed;"
     fi
     for f in "$("$pg_config" --pkglibdir)/regstack.so" "$("$pg_config" --sharedir)/extension/regstack.control" \
@@ -284,7 +290,7 @@ for ver in $versions; do
             "PostgreSQL $ver runs in a chroot: needs test/lib/chroot.sh (the versions work)" | tee -a "$log"
         status=1
     elif ! regstack_chroot_ensure "$ver" >"$work/chroot-$ver.log" 2>&1; then
-        tail -n 30 "$work/chroot-$ver.log"
+        tail -n 30 "$work/chroot-$ver.log" | package_show
         package_result "package_${ver}_build" 1 "could not build the chroot of PostgreSQL $ver" | tee -a "$log"
         status=1
     else
