@@ -43,36 +43,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 
 . "$src/test/lib/common.sh"
-# The chroots of 17 and 18 (test/lib/chroot.sh, from the versions work).
-have_chroots=0
-if [ -f "$src/test/lib/chroot.sh" ]; then
-    . "$src/test/lib/chroot.sh"
-    have_chroots=1
-fi
-
-# The PostgreSQL version this machine (the host or a chroot) serves.
-package_this_pgversion() {
-    if declare -F regstack_pgversion >/dev/null; then regstack_pgversion; else echo 15; fi
-}
-
-# Whether version $1 is served by a chroot from here.
-package_needs_chroot() {
-    if declare -F regstack_needs_chroot >/dev/null; then
-        regstack_needs_chroot "$1"
-    else
-        [ "$1" != 15 ]
-    fi
-}
-
-# Copy the source tree $1 into $2 without git data, build products or
-# test output.
-package_copy_tree() {
-    mkdir -p "$2"
-    tar -C "$1" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
-        --exclude=results --exclude=output_iso \
-        --exclude=tmp_check --exclude=tmp_check_iso --exclude='./regstack-*.zip' \
-        -cf - . | tar -C "$2" -xf -
-}
+. "$src/test/lib/chroot.sh"
 
 # Show a log (the lines of standard input) indented, so that its own "test
 # ... ok" lines (pg_regress output) are not counted as this script's.
@@ -110,7 +81,7 @@ package_one_version() {
     # Build: debian/control for the versions this machine supports, then
     # the binary packages, unsigned, in a copy (they land next to it).
     build=$work/build/regstack
-    package_copy_tree "$src" "$build"
+    regstack_copy_source "$src" "$build"
     log=$work/build.log
     rc=0
     (cd "$build" && pg_buildext updatecontrol && dpkg-buildpackage -us -uc -b) >"$log" 2>&1 || rc=$?
@@ -260,7 +231,7 @@ package_dist() {
 }
 
 if [ -n "${REGSTACK_PACKAGE_WORK:-}" ]; then
-    package_one_version "$(package_this_pgversion)" "$REGSTACK_PACKAGE_WORK"
+    package_one_version "$(regstack_pgversion)" "$REGSTACK_PACKAGE_WORK"
     exit
 fi
 
@@ -268,11 +239,10 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "test/package.sh installs packages: run it as root" >&2
     exit 2
 fi
-if declare -F regstack_supported_pgversions >/dev/null; then
-    versions=${PGVERSIONS:-$(regstack_supported_pgversions)}
-else
-    versions=${PGVERSIONS:-15}
-fi
+versions=${PGVERSIONS:-$(regstack_supported_pgversions)}
+for ver in $versions; do
+    regstack_pgversion "$ver" >/dev/null || exit 2
+done
 
 work=$(mktemp -d /tmp/regstack-package.XXXXXX)
 chmod 755 "$work"
@@ -283,18 +253,14 @@ for ver in $versions; do
     start=$SECONDS
     vwork=$work/pg$ver
     echo "=== PostgreSQL $ver: Debian package"
-    if ! package_needs_chroot "$ver"; then
+    if ! regstack_needs_chroot "$ver"; then
         (package_one_version "$ver" "$vwork") 2>&1 | tee -a "$log" || status=1
-    elif [ "$have_chroots" = 0 ]; then
-        package_result "package_${ver}_build" 1 \
-            "PostgreSQL $ver runs in a chroot: needs test/lib/chroot.sh (the versions work)" | tee -a "$log"
-        status=1
     elif ! regstack_chroot_ensure "$ver" >"$work/chroot-$ver.log" 2>&1; then
         tail -n 30 "$work/chroot-$ver.log" | package_show
         package_result "package_${ver}_build" 1 "could not build the chroot of PostgreSQL $ver" | tee -a "$log"
         status=1
     else
-        [ -d "$work/tree" ] || package_copy_tree "$src" "$work/tree"
+        [ -d "$work/tree" ] || regstack_copy_source "$src" "$work/tree"
         regstack_chroot_run "$ver" "$work" \
             "REGSTACK_PACKAGE_WORK='$vwork' bash '$work/tree/test/package.sh'" 2>&1 \
             | tee -a "$log" || status=1
