@@ -9,6 +9,8 @@
 #   make bench            the benchmark (test/bench/run.sh; BENCH_MODE=smoke
 #                         for the few-second CI version, PGVERSION=17 or 18
 #                         for another PostgreSQL), see the README
+#   make dist             the PGXN distribution regstack-<version>.zip of
+#                         the commit HEAD (version from META.json)
 
 EXTENSION = regstack
 MODULE_big = regstack
@@ -64,3 +66,15 @@ sql/regstack--1.1.sql: $(sort $(wildcard sql/install/*.sql))
 .PHONY: bench
 bench:
 	bash test/bench/run.sh
+
+# The PGXN distribution: the committed tree of HEAD under regstack-<version>/,
+# plus the built install script, which META.json names as the extension's
+# file.  The version is META.json's top-level "version" (the only "version"
+# at two spaces' indent).
+DIST = regstack-$(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' META.json)
+.PHONY: dist
+dist: sql/regstack--1.1.sql
+	@git diff --quiet HEAD -- sql/install || \
+		{ echo "sql/install/ has uncommitted changes: commit them first" >&2; exit 1; }
+	git archive --format zip --prefix=$(DIST)/sql/ --add-file=sql/regstack--1.1.sql \
+		--prefix=$(DIST)/ -o $(DIST).zip HEAD
