@@ -14,6 +14,8 @@
  */
 #include "regstack.h"
 
+#include "common/int.h"
+
 #include "access/detoast.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"

@@ -16,10 +16,11 @@
 # instances from that copy.
 #
 # Environment: PGVERSIONS="15 17" picks versions (default: all, "15 17
-# 18"); SUITES="regress isolation tap bench examples citus" chooses suites
-# (default: all six; examples and citus run once, on the host, against the
-# build of 15: the client programs of examples/ and regstack on a Citus
-# cluster); KEEP=1 keeps the work directory.  The bench suite runs the
+# 18"); SUITES="regress isolation tap bench examples citus package" chooses
+# suites (default: all seven; examples and citus run once, on the host,
+# against the build of 15: the client programs of examples/ and regstack
+# on a Citus cluster; package builds and tests the Debian package of each
+# version and the PGXN zip); KEEP=1 keeps the work directory.  The bench suite runs the
 # benchmark in smoke mode (test/bench/run.sh, BENCH_MODE=smoke) against the
 # same private build: it fails when a workload errors, never on a figure.
 #
@@ -32,7 +33,7 @@
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
-suites=${SUITES:-regress isolation tap bench examples citus}
+suites=${SUITES:-regress isolation tap bench examples citus package}
 
 . "$src/test/lib/common.sh"
 . "$src/test/lib/chroot.sh"
@@ -58,7 +59,7 @@ check_one_version() {
     : >"$log"
 
     for suite in $suites; do
-        case $suite in examples|citus) continue ;; esac    # host suites, below
+        case $suite in examples|citus|package) continue ;; esac    # run once, below
         if [ "$suite" = bench ]; then
             echo "=== bench"
             if BENCH_MODE=smoke BENCH_PG_CONFIG="$pg_config" BENCH_OUT="$work/bench-smoke.json" \
@@ -204,6 +205,30 @@ for suite in $suites; do
     total_failed=$((total_failed + failed))
     summary+=("host suite $suite: $passed test(s) passed, $failed failed")
 done
+
+# The Debian package of each version, built, linted, installed into that
+# version's system server and tested there, then removed; and the PGXN
+# metadata and zip (test/package.sh, which enters the chroots itself).  The
+# installed package runs pg_regress and the upgrade test: the whole suite
+# has run on the private builds above (REGSTACK_INSTALLCHECK_FLAGS="" runs
+# it all against the package too).
+if [[ " $suites " == *" package "* ]]; then
+    echo "=== [pkg] package"
+    suite_status=0
+    PGVERSIONS=$versions \
+        REGSTACK_INSTALLCHECK_FLAGS=${REGSTACK_INSTALLCHECK_FLAGS-"ISOLATION= PROVE_TESTS=test/t/070_upgrade.pl"} \
+        bash "$src/test/package.sh" >"$work/package.raw" 2>&1 || suite_status=1
+    sed 's/^/[pkg] /' "$work/package.raw" | tee "$work/package.log" | tee -a "$log"
+    passed=$(grep -cE '^\[pkg\] test .* \.\.\. ok' "$work/package.log" || true)
+    failed=$(grep -cE '^\[pkg\] test .* \.\.\. FAILED' "$work/package.log" || true)
+    if [ "$suite_status" -ne 0 ]; then
+        status=1
+        [ "$failed" -eq 0 ] && failed=1
+    fi
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    summary+=("packages (test/package.sh): $passed test(s) passed, $failed failed")
+fi
 
 echo "=== versions"
 printf '%s\n' "${summary[@]}"
