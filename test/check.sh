@@ -174,10 +174,30 @@ for ver in $versions; do
     summary+=("PostgreSQL $ver: $passed test(s) passed, $failed failed")
 done
 
-# Suites that run once, on the host, against the build of PostgreSQL 15:
-# the client examples (directly and through PgBouncer) and regstack on a
-# Citus cluster (the Citus release tarball in the vendor directory, built
-# and cached by test/lib/citus.sh).
+# Run a suite once, for the whole tree: prefix $1 ("host", "pkg") on its
+# lines, label $2 in the summary, then the command; count its "test ...
+# ok" and "... FAILED" lines into the totals.
+run_once() {
+    local prefix=$1 label=$2 suite_status=0 passed failed
+    shift 2
+    echo "=== [$prefix] $label"
+    "$@" >"$work/$prefix-$label.raw" 2>&1 || suite_status=1
+    sed "s/^/[$prefix] /" "$work/$prefix-$label.raw" | tee "$work/$prefix-$label.log" | tee -a "$log"
+    passed=$(grep -cE '^\[[a-z]+\] test .* \.\.\. ok' "$work/$prefix-$label.log" || true)
+    failed=$(grep -cE '^\[[a-z]+\] test .* \.\.\. FAILED' "$work/$prefix-$label.log" || true)
+    if [ "$suite_status" -ne 0 ]; then
+        status=1
+        [ "$failed" -eq 0 ] && failed=1
+    fi
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    summary+=("$label: $passed test(s) passed, $failed failed")
+}
+
+# On the host, against the build of PostgreSQL 15: the client examples
+# (directly and through PgBouncer) and regstack on a Citus cluster (the
+# Citus release tarball in the vendor directory, built and cached by
+# test/lib/citus.sh).
 host_pg_config=$work/pg15/pg/usr/lib/postgresql/15/bin/pg_config
 for suite in $suites; do
     case $suite in
@@ -191,19 +211,7 @@ for suite in $suites; do
         status=1
         continue
     fi
-    echo "=== [host] $suite"
-    suite_status=0
-    "${cmd[@]}" >"$work/host-$suite.raw" 2>&1 || suite_status=1
-    sed 's/^/[host] /' "$work/host-$suite.raw" | tee "$work/host-$suite.log" | tee -a "$log"
-    passed=$(grep -cE '^\[host\] test .* \.\.\. ok' "$work/host-$suite.log" || true)
-    failed=$(grep -cE '^\[host\] test .* \.\.\. FAILED' "$work/host-$suite.log" || true)
-    if [ "$suite_status" -ne 0 ]; then
-        status=1
-        [ "$failed" -eq 0 ] && failed=1
-    fi
-    total_passed=$((total_passed + passed))
-    total_failed=$((total_failed + failed))
-    summary+=("host suite $suite: $passed test(s) passed, $failed failed")
+    run_once host "$suite" "${cmd[@]}"
 done
 
 # The Debian package of each version, built, linted, installed into that
@@ -213,21 +221,9 @@ done
 # has run on the private builds above (REGSTACK_INSTALLCHECK_FLAGS="" runs
 # it all against the package too).
 if [[ " $suites " == *" package "* ]]; then
-    echo "=== [pkg] package"
-    suite_status=0
-    PGVERSIONS=$versions \
-        REGSTACK_INSTALLCHECK_FLAGS=${REGSTACK_INSTALLCHECK_FLAGS-"ISOLATION= PROVE_TESTS=test/t/070_upgrade.pl"} \
-        bash "$src/test/package.sh" >"$work/package.raw" 2>&1 || suite_status=1
-    sed 's/^/[pkg] /' "$work/package.raw" | tee "$work/package.log" | tee -a "$log"
-    passed=$(grep -cE '^\[pkg\] test .* \.\.\. ok' "$work/package.log" || true)
-    failed=$(grep -cE '^\[pkg\] test .* \.\.\. FAILED' "$work/package.log" || true)
-    if [ "$suite_status" -ne 0 ]; then
-        status=1
-        [ "$failed" -eq 0 ] && failed=1
-    fi
-    total_passed=$((total_passed + passed))
-    total_failed=$((total_failed + failed))
-    summary+=("packages (test/package.sh): $passed test(s) passed, $failed failed")
+    run_once pkg packages env PGVERSIONS="$versions" \
+        REGSTACK_INSTALLCHECK_FLAGS="${REGSTACK_INSTALLCHECK_FLAGS-ISOLATION= PROVE_TESTS=test/t/070_upgrade.pl}" \
+        bash "$src/test/package.sh"
 fi
 
 echo "=== versions"
