@@ -13,7 +13,8 @@
 #
 # Environment:
 #   REGSTACK_VENDOR         directory holding citus-<version>.tar.gz
-#                           (default: shared/vendor next to the repository)
+#                           (default: shared/vendor next to the repository
+#                           or a parent of it, else /work/shared/vendor)
 #   REGSTACK_CITUS_VERSION  Citus release to use (default: 13.2.2 for
 #                           PostgreSQL 15 to 17, 14.0.1 for 18)
 #   REGSTACK_CITUS_CACHE    cache of built install files
@@ -28,14 +29,32 @@
 # that caches made by older steps are rebuilt rather than reused.
 REGSTACK_CITUS_RECIPE=1
 
-# The vendor directory: $REGSTACK_VENDOR, else shared/vendor beside the
-# repository that holds this file.
+# The vendor directory: $REGSTACK_VENDOR; else the first shared/vendor
+# holding a Citus tarball beside the repository that holds this file or
+# beside one of its parent directories (a clone may sit deeper than the
+# working copy, e.g. under /tmp); else /work/shared/vendor, where this
+# project's machines keep it.  Prints the repository's neighbour when none
+# is found, for the error message.
 regstack_citus_vendor() {
+    local repo dir
     if [ -n "${REGSTACK_VENDOR:-}" ]; then
         echo "$REGSTACK_VENDOR"
-    else
-        echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/../shared/vendor"
+        return
     fi
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    dir=$repo
+    while [ "$dir" != / ]; do
+        dir=$(dirname "$dir")
+        if compgen -G "$dir/shared/vendor/citus-*.tar.gz" >/dev/null; then
+            echo "$dir/shared/vendor"
+            return
+        fi
+    done
+    if compgen -G "/work/shared/vendor/citus-*.tar.gz" >/dev/null; then
+        echo /work/shared/vendor
+        return
+    fi
+    echo "$(dirname "$repo")/shared/vendor"
 }
 
 # The Citus version to build for the PostgreSQL of pg_config $1.
