@@ -31,7 +31,7 @@ _PG_init(void)
 	 * Restart-only settings, shared memory, the reaper's launcher and the
 	 * statistics exist only when preloaded (shared_preload_libraries =
 	 * 'regstack').  The statistics size their lag table by the reaper's
-	 * regstack.max_databases, so they come second.
+	 * regstack.reaper_max_databases, so they come second.
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{

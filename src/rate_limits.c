@@ -27,8 +27,8 @@
  *	- a denial from that read writes nothing and locks nothing;
  *	- an allowed recording call updates the row it read; if another
  *	  transaction changed it since the snapshot, the update waits for that
- *	  transaction, and then (READ COMMITTED) the call locks the newest
- *	  version and decides again on what is then committed (REPEATABLE
+ *	  transaction, and then (READ COMMITTED) the call reads again, holding
+ *	  nothing, and decides anew on what is then committed (REPEATABLE
  *	  READ: 40001, as UPDATE raises it);
  *	- a check with record => false that is allowed locks the row too
  *	  (FOR NO KEY UPDATE), so check, verify and record in one transaction
