@@ -124,8 +124,8 @@ SELECT subject, token_type FROM regstack.auth_ephemeral_tokens
 
 -- Subject tags.  The first 4 bytes of a token are its subject's tag: the
 -- first 32 bits of HMAC-SHA-256 keyed with secret_keys' subject_tag row
--- (pgcrypto's hmac() checks that independently), 0 without a subject; the
--- row stores the same tag.
+-- (pgcrypto's hmac() checks that independently); the row stores the same
+-- tag.  A token without a subject carries a random tag, stored in its row.
 SELECT regstack.issue_token('pre_auth', subject => 'heidi') AS tok \gset
 SELECT regstack.issue_token('download', payload => '{"file": 1}') AS anon \gset
 CREATE FUNCTION pg_temp.token_tag(token text) RETURNS integer
@@ -138,8 +138,21 @@ SELECT pg_temp.token_tag(:'tok') = ('x' || encode(substring(hmac('heidi',
            FROM 1 FOR 4), 'hex'))::bit(32)::integer AS tag_is_hmac,
        pg_temp.token_tag(:'tok') = (SELECT subject_tag FROM regstack.auth_ephemeral_tokens
                                      WHERE subject = 'heidi') AS row_has_tag,
-       pg_temp.token_tag(:'anon') AS anonymous_tag,
+       pg_temp.token_tag(:'anon') = (SELECT subject_tag FROM regstack.auth_ephemeral_tokens
+                                      WHERE token_hash = sha256(:'anon'::bytea)) AS anon_row_has_tag,
        (SELECT octet_length(secret) FROM regstack.secret_keys) AS key_bytes;
+-- Random tags spread subject-less tokens over the key's range (and over a
+-- distributed table's shards): 20 tokens share no tag (2^-32 odds each
+-- pair), and each is consumed by the tag it carries.
+CREATE TEMP TABLE anon_tokens AS
+SELECT regstack.issue_token('download', payload => jsonb_build_object('file', i)) AS token
+  FROM generate_series(1, 20) AS i;
+SELECT count(DISTINCT pg_temp.token_tag(token)) AS distinct_tags,
+       count(*) FILTER (WHERE pg_temp.token_tag(token) = 0) AS zero_tags
+  FROM anon_tokens;
+SELECT count(*) AS consumed
+  FROM anon_tokens, LATERAL regstack.consume_token(token, 'download') AS c;
+DROP TABLE anon_tokens;
 -- Lookups use the tag the token carries: a row stored with the SHA-256 of
 -- a token (:'other', the first character changed) under another tag than
 -- that token's is not found; under the token's own tag it is.

@@ -117,6 +117,23 @@ regstack_new_secret(void)
 }
 
 /*
+ * A random subject tag, for a token without a subject: such tokens spread
+ * over the primary key's tag range (and over the shards of a distributed
+ * table) instead of all sharing tag 0.  Any value may come out, 0 and the
+ * tag of some subject included: revoke_tokens and the caps compare the
+ * subject itself, which these tokens do not have.
+ */
+int32
+regstack_random_subject_tag(void)
+{
+	uint8		raw[REGSTACK_TAG_BYTES];
+
+	encoding_random_bytes(raw, sizeof(raw));
+	return (int32) (((uint32) raw[0] << 24) | ((uint32) raw[1] << 16) |
+					((uint32) raw[2] << 8) | (uint32) raw[3]);
+}
+
+/*
  * A fresh 48-character token: subject_tag (big-endian) and 256 bits from
  * pg_strong_random, base64url.  The tag is not secret; the 256 bits are.
  */

@@ -78,6 +78,9 @@ extern void regstack_base64url_encode(const uint8 *data, size_t len, char *out);
 /* A fresh 43-character secret from pg_strong_random, palloc'd. */
 extern char *regstack_new_secret(void);
 
+/* A random subject tag, for a token without a subject. */
+extern int32 regstack_random_subject_tag(void);
+
 /* A fresh 48-character token carrying subject_tag, palloc'd. */
 extern char *regstack_new_token(int32 subject_tag);
 

@@ -11,7 +11,8 @@
  * first 32 bits of HMAC-SHA-256 keyed with regstack.secret_keys'
  * 'subject_tag' row (32 random bytes made by CREATE EXTENSION, kept by
  * pg_dump), so a token's holder cannot test guesses of its subject
- * against the tag.  Tokens without a subject carry tag 0.
+ * against the tag.  Tokens without a subject carry a random tag
+ * (regstack_random_subject_tag, encoding.c).
  *
  * The key is cached per backend through the registry cache (registry.c),
  * which reloads it after any change to the table.
@@ -62,8 +63,7 @@ regstack_subject_tag(const text *subject)
 	const SubjectTagKey *key;
 	uint8		digest[REGSTACK_DIGEST_BYTES];
 
-	if (subject == NULL)
-		return 0;
+	Assert(subject != NULL);
 	key = regstack_registry_find(&secret_keys_cache, "subject_tag");
 	if (key == NULL)
 		ereport(ERROR,

@@ -203,7 +203,10 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(&type.max_ttl))))));
 
-	subject_tag = regstack_subject_tag(fields->value[RS_FIELD_SUBJECT]);
+	if (fields->value[RS_FIELD_SUBJECT] == NULL)
+		subject_tag = regstack_random_subject_tag();
+	else
+		subject_tag = regstack_subject_tag(fields->value[RS_FIELD_SUBJECT]);
 	if (type.max_live_per_subject > 0 && fields->value[RS_FIELD_SUBJECT])
 		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT], subject_tag);
 
