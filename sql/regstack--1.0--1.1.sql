@@ -213,3 +213,33 @@ GRANT EXECUTE ON FUNCTION regstack.stats(), regstack.reaper_lag() TO pg_monitor;
 
 REVOKE ALL ON regstack.stats, regstack.reaper_lag FROM PUBLIC;
 REVOKE ALL ON FUNCTION regstack.stats(), regstack.stats_reset(), regstack.reaper_lag() FROM PUBLIC;
+
+-- Where rows live on Citus (sql/install/40_citus.sql).
+
+CREATE FUNCTION regstack.token_node(
+    token         text,
+    OUT node_name text,
+    OUT node_port integer,
+    OUT shard_id  bigint,
+    OUT is_local  boolean)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'regstack_token_node';
+
+COMMENT ON FUNCTION regstack.token_node(text) IS
+'On Citus, the node holding the token''s row (send its calls there); without Citus, or for a string that is no token, is_local and no node';
+
+CREATE FUNCTION regstack.rate_limit_node(
+    key           text,
+    OUT node_name text,
+    OUT node_port integer,
+    OUT shard_id  bigint,
+    OUT is_local  boolean)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'regstack_rate_limit_node';
+
+COMMENT ON FUNCTION regstack.rate_limit_node(text) IS
+'On Citus, the node holding the rate-limit state of key (send its calls there); without Citus, is_local and no node';
+
+REVOKE ALL ON FUNCTION regstack.token_node(text), regstack.rate_limit_node(text) FROM PUBLIC;

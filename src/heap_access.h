@@ -125,6 +125,9 @@ typedef struct RegstackTableProblem
 extern bool regstack_table_usable(RegstackTable table, LOCKMODE lockmode,
 								  RegstackTableProblem *problem);
 
+/* The OID of table, unchecked (55000 when the extension is unusable). */
+extern Oid	regstack_table_relid(RegstackTable table);
+
 
 /* ---- heap_access.c: shared by the direct heap and index paths ---- */
 

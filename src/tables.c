@@ -293,6 +293,14 @@ regstack_tables_owner(void)
 	return tables_owner;
 }
 
+/* The OID of table, unchecked; see heap_access.h. */
+Oid
+regstack_table_relid(RegstackTable table)
+{
+	(void) regstack_tables_owner();
+	return tables_relids[table];
+}
+
 /* The schema-qualified name of relation relid, quoted, for messages. */
 static char *
 tables_relation_name(Oid relid)

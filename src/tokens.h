@@ -14,7 +14,7 @@
 
 /* ---- subject_tags.c: keyed tags of subjects ---- */
 
-/* First 32 bits of HMAC-SHA-256(subject_tag key, subject); 0 for NULL. */
+/* First 32 bits of HMAC-SHA-256(subject_tag key, subject); subject not NULL. */
 extern int32 regstack_subject_tag(const text *subject);
 
 /* ---- token_types.c: the cached registry of token types ---- */

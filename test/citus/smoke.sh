@@ -18,6 +18,12 @@
 # reaper says so with a WARNING instead of failing.  It prints "test
 # citus_guard ... ok" (or FAILED).
 #
+# Last, with those tables distributed, regstack.token_node() and
+# regstack.rate_limit_node() (src/citus.c) must name on every node the
+# shard and node Citus itself gives for 101 tokens and 101 keys, and
+# follow a shard move.  It prints "test citus_node_lookup ... ok" (or
+# FAILED).
+#
 # Run as root (installs Citus's build dependencies, runs the servers as
 # "postgres").  KEEP=1 keeps the work directory (the cluster is stopped).
 set -euo pipefail
@@ -137,3 +143,77 @@ for n in 0 1 2; do
 done
 echo "every node's reaper warns about the refused tables"
 echo "test citus_guard ... ok"
+
+# Where rows live (src/citus.c): with the tokens table distributed by
+# subject_tag and the state table by key, regstack.token_node() and
+# regstack.rate_limit_node() give, on every node, the shard Citus's own
+# get_shard_id_for_distribution_column() gives, the node of its active
+# placement, and is_local on exactly the node holding it.  Tokens are
+# made from 101 tags over the whole int4 range (their first 4 bytes; the
+# 32 more bytes are the tag's SHA-256), keys are 'key-1' to 'key-101'.
+lookup_fail() {
+    echo "test citus_node_lookup ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+lookup_check() {   # lookup_check <node> <table> <values as (value, arg)> <function>: wrong|local|total
+    q "$1" "
+WITH v AS ($3),
+     r AS (SELECT v.value, n.* FROM v, LATERAL regstack.$4(v.arg) AS n),
+     c AS (SELECT r.*, get_shard_id_for_distribution_column('$2', r.value) AS citus_shard FROM r),
+     e AS (SELECT c.*, x.nodename AS e_name, x.nodeport AS e_port,
+                  x.groupid = (SELECT groupid FROM pg_dist_local_group) AS e_local
+             FROM c LEFT JOIN LATERAL
+                  (SELECT d.nodename, d.nodeport, p.groupid
+                     FROM pg_dist_placement p JOIN pg_dist_node d USING (groupid)
+                    WHERE p.shardid = c.citus_shard AND p.shardstate = 1
+                      AND d.noderole = 'primary') AS x ON true)
+SELECT count(*) FILTER (WHERE shard_id IS DISTINCT FROM citus_shard
+                           OR node_name IS DISTINCT FROM e_name
+                           OR node_port IS DISTINCT FROM e_port
+                           OR is_local IS DISTINCT FROM e_local)
+       || '|' || count(*) FILTER (WHERE is_local) || '|' || count(*)
+  FROM e"
+}
+tokens_sql="SELECT g AS value, translate(encode(int4send(g) || sha256(int4send(g)), 'base64'), '+/', '-_') AS arg
+              FROM generate_series(-2000000000, 2000000000, 40000000) AS g"
+keys_sql="SELECT 'key-' || g AS value, 'key-' || g AS arg FROM generate_series(1, 101) AS g"
+for what in tokens keys; do
+    if [ $what = tokens ]; then
+        table=regstack.auth_ephemeral_tokens values=$tokens_sql fn=token_node
+    else
+        table=regstack.auth_rate_limit_state values=$keys_sql fn=rate_limit_node
+    fi
+    local_total=0
+    for n in 0 1 2; do
+        got=$(lookup_check "$n" "$table" "$values" "$fn") || lookup_fail "$fn on ${node_name[$n]}"
+        IFS='|' read -r wrong local total <<<"$got"
+        [ "$wrong" = 0 ] && [ "$total" = 101 ] \
+            || lookup_fail "$fn on ${node_name[$n]}: $wrong of $total answers differ from Citus's"
+        [ "$n" != 0 ] || [ "$local" = 0 ] \
+            || lookup_fail "$fn on the coordinator: $local rows said local (it holds no shards)"
+        local_total=$((local_total + local))
+    done
+    [ "$local_total" = 101 ] || lookup_fail "$fn: $local_total of 101 rows local on some node, not 101"
+    echo "$fn: the shard and node of 101 $what agree with Citus's on every node; each is local on one node"
+done
+# A shard move: in one session, the lookup before and after the move names
+# the source and then the target node, and the workers' is_local follows.
+src_port=$(q 0 "SELECT node_port FROM regstack.rate_limit_node('move-me')")
+shard=$(q 0 "SELECT shard_id FROM regstack.rate_limit_node('move-me')")
+if [ "$src_port" = "${REGSTACK_CITUS_PORTS[1]}" ]; then dst=2; else dst=1; fi
+dst_port=${REGSTACK_CITUS_PORTS[$dst]}
+moved=$(regstack_citus_psql 0 "$db" -Atq \
+    -c "SELECT node_port FROM regstack.rate_limit_node('move-me')" \
+    -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src_port, '127.0.0.1', $dst_port, shard_transfer_mode => 'block_writes')" \
+    -c "SELECT node_port FROM regstack.rate_limit_node('move-me')" | tr '\n' ' ') \
+    || lookup_fail "citus_move_shard_placement of shard $shard"
+[ "$moved" = "$src_port  $dst_port " ] \
+    || lookup_fail "before and after moving shard $shard from $src_port to $dst_port, one session saw: '$moved'"
+for n in 1 2; do
+    is_local=$(q "$n" "SELECT is_local FROM regstack.rate_limit_node('move-me')")
+    expect=f; [ "$n" = "$dst" ] && expect=t
+    [ "$is_local" = "$expect" ] || lookup_fail "after the move, ${node_name[$n]} says is_local $is_local"
+done
+echo "a shard move: one session's lookup follows it, and so does every worker's is_local"
+echo "test citus_node_lookup ... ok"

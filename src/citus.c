@@ -1,0 +1,423 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.c
+ *	  Where a token's or a rate-limit key's row lives when Citus distributes
+ *	  regstack's tables: its shard and the node holding that shard, read
+ *	  from Citus's metadata through the catalog.
+ *
+ * regstack neither links against Citus nor includes its headers.  When the
+ * citus extension exists in the database, its metadata tables
+ * (pg_catalog.pg_dist_partition, pg_dist_shard, pg_dist_placement,
+ * pg_dist_local_group, pg_dist_node; present on every node with metadata)
+ * are read with system scans, their columns found by name, and the shard
+ * of a distribution value is found the way Citus finds it (its
+ * FindShardInterval): the value hashed with its type's default hash
+ * function under the distribution column's collation, then the shard
+ * whose [shardminvalue, shardmaxvalue] holds the hash, then that shard's
+ * active placement and its node.  docs/citus-notes.md has the facts and
+ * where in Citus's sources each one is.
+ *
+ * Every lookup reads the metadata afresh: a system scan of a table that is
+ * not a system catalog takes a new MVCC snapshot, so a lookup sees every
+ * placement change committed before it (shard moves, rebalances, splits).
+ * It takes no lock, so the answer is where the row lives as of the lookup;
+ * a client routing by it meets at worst a node that no longer owns the
+ * shard after a move, where the call still gives the right answer.
+ *
+ * The SQL functions here are regstack.token_node() and
+ * regstack.rate_limit_node(), for clients that send a call straight to the
+ * node that owns its row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "rate_limits.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "funcapi.h"
+#include "nodes/primnodes.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(regstack_token_node);
+PG_FUNCTION_INFO_V1(regstack_rate_limit_node);
+
+/* Where one distribution value's row lives. */
+typedef struct CitusLocation
+{
+	bool		distributed;	/* false: the table is this node's own */
+	int64		shard_id;		/* the shard holding the value */
+	int32		group_id;		/* the node group of its active placement */
+	bool		is_local;		/* that group is this node's */
+	char	   *node_name;		/* the group's primary node */
+	int32		node_port;
+} CitusLocation;
+
+/* One shard's hash range, from pg_dist_shard. */
+typedef struct CitusShardRange
+{
+	int64		shard_id;
+	int32		min_hash;
+	int32		max_hash;
+} CitusShardRange;
+
+/* Whether the citus extension exists in this database. */
+static bool
+citus_installed(void)
+{
+	return OidIsValid(get_extension_oid("citus", true));
+}
+
+/* Open Citus's metadata table pg_catalog.name (55000 if it is missing). */
+static Relation
+citus_open_metadata(const char *name)
+{
+	Oid			relid = get_relname_relid(name, PG_CATALOG_NAMESPACE);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the citus extension exists but its metadata table pg_catalog.%s does not",
+						name)));
+	return table_open(relid, AccessShareLock);
+}
+
+/* The number of column name of Citus's metadata table rel (55000 if none). */
+static AttrNumber
+citus_column(Relation rel, const char *name)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), name);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Citus's metadata table %s has no column \"%s\"",
+						RelationGetRelationName(rel), name),
+				 errdetail("regstack reads the metadata of Citus 11 to 14.")));
+	return attnum;
+}
+
+/* Column attnum of tuple, which must not be NULL (55000 if it is). */
+static Datum
+citus_value(Relation rel, HeapTuple tuple, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Citus's metadata table %s has a NULL in column \"%s\"",
+						RelationGetRelationName(rel),
+						get_attname(RelationGetRelid(rel), attnum, false))));
+	return value;
+}
+
+/*
+ * Citus's distribution of relid, from pg_dist_partition: false when Citus
+ * does not manage it; else true with *method (partmethod) and *column (the
+ * distribution column's Var, NULL for tables without one).
+ */
+static bool
+citus_partition(Oid relid, char *method, Var **column)
+{
+	Relation	rel = citus_open_metadata("pg_dist_partition");
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, citus_column(rel, "logicalrelid"), BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		partkey;
+
+		found = true;
+		*method = DatumGetChar(citus_value(rel, tuple, citus_column(rel, "partmethod")));
+		partkey = heap_getattr(tuple, citus_column(rel, "partkey"),
+							   RelationGetDescr(rel), &isnull);
+		*column = NULL;
+		if (!isnull)
+		{
+			Node	   *node = stringToNode(TextDatumGetCString(partkey));
+
+			if (!IsA(node, Var))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("Citus's distribution key of table %s is not a column",
+								get_rel_name(relid))));
+			*column = (Var *) node;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Order shard ranges by their lowest hash. */
+static int
+citus_range_cmp(const void *a, const void *b)
+{
+	const CitusShardRange *ra = a;
+	const CitusShardRange *rb = b;
+
+	return (ra->min_hash > rb->min_hash) - (ra->min_hash < rb->min_hash);
+}
+
+/* The shard of hash-distributed relid whose hash range holds hash (55000 if none). */
+static int64
+citus_shard_of_hash(Oid relid, int32 hash)
+{
+	Relation	rel = citus_open_metadata("pg_dist_shard");
+	AttrNumber	shardid_col = citus_column(rel, "shardid");
+	AttrNumber	min_col = citus_column(rel, "shardminvalue");
+	AttrNumber	max_col = citus_column(rel, "shardmaxvalue");
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	CitusShardRange *ranges = NULL;
+	int			nranges = 0;
+	int			allocated = 0;
+	int64		shard_id = -1;
+
+	ScanKeyInit(&key, citus_column(rel, "logicalrelid"), BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		if (nranges == allocated)
+		{
+			allocated = Max(32, allocated * 2);
+			ranges = ranges ? repalloc(ranges, allocated * sizeof(CitusShardRange)) :
+				palloc(allocated * sizeof(CitusShardRange));
+		}
+		ranges[nranges].shard_id = DatumGetInt64(citus_value(rel, tuple, shardid_col));
+		ranges[nranges].min_hash =
+			pg_strtoint32(TextDatumGetCString(citus_value(rel, tuple, min_col)));
+		ranges[nranges].max_hash =
+			pg_strtoint32(TextDatumGetCString(citus_value(rel, tuple, max_col)));
+		nranges++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* Citus keeps them sorted too; the order matters only for the search. */
+	if (nranges > 0)
+		qsort(ranges, nranges, sizeof(CitusShardRange), citus_range_cmp);
+	for (int i = 0; i < nranges; i++)
+		if (ranges[i].min_hash <= hash && hash <= ranges[i].max_hash)
+		{
+			shard_id = ranges[i].shard_id;
+			break;
+		}
+	if (shard_id < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no shard of table %s holds hash value %d",
+						get_rel_name(relid), hash),
+				 errdetail("Citus's pg_dist_shard lists %d shard(s) of it.", nranges)));
+	if (ranges)
+		pfree(ranges);
+	return shard_id;
+}
+
+/* The node group of shard_id's active placement (55000 if none). */
+static int32
+citus_placement_group(int64 shard_id)
+{
+	Relation	rel = citus_open_metadata("pg_dist_placement");
+	AttrNumber	state_col = citus_column(rel, "shardstate");
+	AttrNumber	group_col = citus_column(rel, "groupid");
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int32		group_id = -1;
+
+	ScanKeyInit(&key, citus_column(rel, "shardid"), BTEqualStrategyNumber,
+				F_INT8EQ, Int64GetDatum(shard_id));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		/* shardstate 1 is Citus's SHARD_STATE_ACTIVE */
+		if (DatumGetInt32(citus_value(rel, tuple, state_col)) == 1)
+		{
+			group_id = DatumGetInt32(citus_value(rel, tuple, group_col));
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (group_id < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shard %lld has no active placement in Citus's metadata",
+						(long long) shard_id)));
+	return group_id;
+}
+
+/* This node's group, from pg_dist_local_group; -1 when it has none. */
+static int32
+citus_local_group(void)
+{
+	Relation	rel = citus_open_metadata("pg_dist_local_group");
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tuple = systable_getnext(scan);
+	int32		group_id = -1;
+
+	if (HeapTupleIsValid(tuple))
+		group_id = DatumGetInt32(citus_value(rel, tuple,
+											 citus_column(rel, "groupid")));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return group_id;
+}
+
+/* The primary node of group_id from pg_dist_node: *name and *port (55000 if none). */
+static void
+citus_group_node(int32 group_id, char **name, int32 *port)
+{
+	Relation	rel = citus_open_metadata("pg_dist_node");
+	AttrNumber	role_col = citus_column(rel, "noderole");
+	AttrNumber	name_col = citus_column(rel, "nodename");
+	AttrNumber	port_col = citus_column(rel, "nodeport");
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, citus_column(rel, "groupid"), BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum(group_id));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (!found && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		/* noderole is Citus's enum type noderole: 'primary' or 'secondary' */
+		char	   *role = DatumGetCString(DirectFunctionCall1(enum_out,
+															   citus_value(rel, tuple, role_col)));
+
+		if (strcmp(role, "primary") != 0)
+			continue;
+		*name = TextDatumGetCString(citus_value(rel, tuple, name_col));
+		*port = DatumGetInt32(citus_value(rel, tuple, port_col));
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("node group %d has no primary node in Citus's metadata",
+						group_id)));
+}
+
+/*
+ * Where the row of regstack table table whose column column_name holds
+ * value lives (value's type is the column's).  A table Citus does not
+ * manage, or one it keeps a copy of on every node (a reference table), is
+ * this node's own.  A table distributed in any other way than by hash of
+ * column_name fails with 55000.
+ */
+static void
+citus_locate(RegstackTable table, const char *column_name, Datum value,
+			  CitusLocation *where)
+{
+	Oid			relid = regstack_table_relid(table);
+	char		method;
+	Var		   *column;
+	TypeCacheEntry *type;
+	int32		hash;
+
+	memset(where, 0, sizeof(*where));
+	where->is_local = true;
+	if (!citus_installed() || !citus_partition(relid, &method, &column) ||
+		method == 'n')
+		return;
+	if (method != 'h' || column == NULL ||
+		column->varattno != get_attnum(relid, column_name))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s is not distributed by hash of column \"%s\"",
+						get_rel_name(relid), column_name),
+				 errdetail("regstack finds a row's node only when the table is distributed by that column.")));
+
+	type = lookup_type_cache(column->vartype, TYPECACHE_HASH_PROC_FINFO);
+	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("type %s of table %s's distribution column has no hash function",
+						format_type_be(column->vartype), get_rel_name(relid))));
+	hash = DatumGetInt32(FunctionCall1Coll(&type->hash_proc_finfo,
+										   column->varcollid, value));
+
+	where->distributed = true;
+	where->shard_id = citus_shard_of_hash(relid, hash);
+	where->group_id = citus_placement_group(where->shard_id);
+	where->is_local = (where->group_id == citus_local_group());
+	citus_group_node(where->group_id, &where->node_name, &where->node_port);
+}
+
+/* The SQL result row of a location: node_name, node_port, shard_id, is_local. */
+static Datum
+citus_location_datum(FunctionCallInfo fcinfo, const CitusLocation *where)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {true, true, true, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (where->distributed)
+	{
+		values[0] = CStringGetTextDatum(where->node_name);
+		values[1] = Int32GetDatum(where->node_port);
+		values[2] = Int64GetDatum(where->shard_id);
+		nulls[0] = nulls[1] = nulls[2] = false;
+	}
+	values[3] = BoolGetDatum(where->is_local);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+}
+
+/*
+ * token_node(token): the node holding token's row.  A string that is not
+ * a token regstack issued has no row anywhere; every node answers for it
+ * (with a miss), so it is reported as local, with no node.
+ */
+Datum
+regstack_token_node(PG_FUNCTION_ARGS)
+{
+	text	   *token = regstack_text_arg(fcinfo, 0, "token",
+										  REGSTACK_MAX_TEXT_BYTES, true);
+	CitusLocation where;
+
+	if (!regstack_token_wellformed(token))
+	{
+		memset(&where, 0, sizeof(where));
+		where.is_local = true;
+	}
+	else
+		citus_locate(RS_TABLE_TOKENS, "subject_tag",
+					 Int32GetDatum(regstack_token_tag(token)), &where);
+	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
+}
+
+/* rate_limit_node(key): the node holding the rate-limit state of key. */
+Datum
+regstack_rate_limit_node(PG_FUNCTION_ARGS)
+{
+	text	   *key = regstack_text_arg(fcinfo, 0, "key",
+										REGSTACK_MAX_RATE_KEY_BYTES, true);
+	CitusLocation where;
+
+	citus_locate(RS_TABLE_RATE_STATE, "key", PointerGetDatum(key), &where);
+	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
+}
