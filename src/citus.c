@@ -28,6 +28,10 @@
  * regstack.rate_limit_node(), for clients that send a call straight to the
  * node that owns its row.
  *
+ * The direct paths use regstack_citus_row_shard() and
+ * regstack_citus_local_shards(), which also take Citus's shard metadata
+ * lock before they trust a placement; docs/citus.md states that protocol.
+ *
  *-------------------------------------------------------------------------
  */
 #include "rate_limits.h"
@@ -40,11 +44,22 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
+
+/*
+ * The field-4 classes of Citus's shard metadata locks (advisory lock tags;
+ * ADV_LOCKTAG_CLASS_CITUS_* in Citus's distributed/resource_lock.h).
+ */
+#define CITUS_LOCK_CLASS_SHARD_METADATA				4
+#define CITUS_LOCK_CLASS_COLOCATED_SHARDS_METADATA	8
 
 PG_FUNCTION_INFO_V1(regstack_token_node);
 PG_FUNCTION_INFO_V1(regstack_rate_limit_node);
@@ -54,9 +69,11 @@ typedef struct CitusLocation
 {
 	bool		distributed;	/* false: the table is this node's own */
 	int64		shard_id;		/* the shard holding the value */
+	int			shard_index;	/* its position among the table's shards */
+	int32		colocation_id;	/* the table's colocation group (0: none) */
 	int32		group_id;		/* the node group of its active placement */
 	bool		is_local;		/* that group is this node's */
-	char	   *node_name;		/* the group's primary node */
+	char	   *node_name;		/* the group's primary node (citus_node()) */
 	int32		node_port;
 } CitusLocation;
 
@@ -122,11 +139,12 @@ citus_value(Relation rel, HeapTuple tuple, AttrNumber attnum)
 
 /*
  * Citus's distribution of relid, from pg_dist_partition: false when Citus
- * does not manage it; else true with *method (partmethod) and *column (the
- * distribution column's Var, NULL for tables without one).
+ * does not manage it; else true with *method (partmethod), *column (the
+ * distribution column's Var, NULL for tables without one) and
+ * *colocation_id (0: in no colocation group).
  */
 static bool
-citus_partition(Oid relid, char *method, Var **column)
+citus_partition(Oid relid, char *method, Var **column, int32 *colocation_id)
 {
 	Relation	rel = citus_open_metadata("pg_dist_partition");
 	ScanKeyData key;
@@ -145,6 +163,8 @@ citus_partition(Oid relid, char *method, Var **column)
 
 		found = true;
 		*method = DatumGetChar(citus_value(rel, tuple, citus_column(rel, "partmethod")));
+		*colocation_id = DatumGetInt32(citus_value(rel, tuple,
+												   citus_column(rel, "colocationid")));
 		partkey = heap_getattr(tuple, citus_column(rel, "partkey"),
 							   RelationGetDescr(rel), &isnull);
 		*column = NULL;
@@ -175,9 +195,13 @@ citus_range_cmp(const void *a, const void *b)
 	return (ra->min_hash > rb->min_hash) - (ra->min_hash < rb->min_hash);
 }
 
-/* The shard of hash-distributed relid whose hash range holds hash (55000 if none). */
-static int64
-citus_shard_of_hash(Oid relid, int32 hash)
+/*
+ * The shards of hash-distributed relid, sorted by their lowest hash as
+ * Citus sorts them (a shard's position in this order is its shard index);
+ * *nranges gets how many.
+ */
+static CitusShardRange *
+citus_shard_ranges(Oid relid, int *nranges)
 {
 	Relation	rel = citus_open_metadata("pg_dist_shard");
 	AttrNumber	shardid_col = citus_column(rel, "shardid");
@@ -187,38 +211,53 @@ citus_shard_of_hash(Oid relid, int32 hash)
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	CitusShardRange *ranges = NULL;
-	int			nranges = 0;
 	int			allocated = 0;
-	int64		shard_id = -1;
 
+	*nranges = 0;
 	ScanKeyInit(&key, citus_column(rel, "logicalrelid"), BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(relid));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
-		if (nranges == allocated)
+		CitusShardRange *range;
+
+		if (*nranges == allocated)
 		{
 			allocated = Max(32, allocated * 2);
 			ranges = ranges ? repalloc(ranges, allocated * sizeof(CitusShardRange)) :
 				palloc(allocated * sizeof(CitusShardRange));
 		}
-		ranges[nranges].shard_id = DatumGetInt64(citus_value(rel, tuple, shardid_col));
-		ranges[nranges].min_hash =
+		range = &ranges[(*nranges)++];
+		range->shard_id = DatumGetInt64(citus_value(rel, tuple, shardid_col));
+		range->min_hash =
 			pg_strtoint32(TextDatumGetCString(citus_value(rel, tuple, min_col)));
-		ranges[nranges].max_hash =
+		range->max_hash =
 			pg_strtoint32(TextDatumGetCString(citus_value(rel, tuple, max_col)));
-		nranges++;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 
-	/* Citus keeps them sorted too; the order matters only for the search. */
-	if (nranges > 0)
-		qsort(ranges, nranges, sizeof(CitusShardRange), citus_range_cmp);
+	if (*nranges > 0)
+		qsort(ranges, *nranges, sizeof(CitusShardRange), citus_range_cmp);
+	return ranges;
+}
+
+/*
+ * The shard of hash-distributed relid whose hash range holds hash: its id,
+ * and its shard index in *shard_index (55000 if there is none).
+ */
+static int64
+citus_shard_of_hash(Oid relid, int32 hash, int *shard_index)
+{
+	int			nranges;
+	CitusShardRange *ranges = citus_shard_ranges(relid, &nranges);
+	int64		shard_id = -1;
+
 	for (int i = 0; i < nranges; i++)
 		if (ranges[i].min_hash <= hash && hash <= ranges[i].max_hash)
 		{
 			shard_id = ranges[i].shard_id;
+			*shard_index = i;
 			break;
 		}
 	if (shard_id < 0)
@@ -321,34 +360,62 @@ citus_group_node(int32 group_id, char **name, int32 *port)
 }
 
 /*
- * Where the row of regstack table table whose column column_name holds
- * value lives (value's type is the column's).  A table Citus does not
+ * The distribution column of each table the direct paths write: the
+ * column Citus must distribute it by for regstack to find a row's shard.
+ */
+static const char *const citus_distribution_columns[RS_NUM_TABLES] = {
+	[RS_TABLE_TOKENS] = "subject_tag",
+	[RS_TABLE_RATE_STATE] = "key",
+	[RS_TABLE_RATE_EVENTS] = "key",
+};
+
+/*
+ * How Citus distributes regstack table table (relid): false when it does
+ * not, or keeps a copy on every node (a reference table), so the table is
+ * this node's own; true for a table distributed by hash of its
+ * distribution column, with *column and *colocation_id.  Distributed in
+ * any other way: 55000.
+ */
+static bool
+citus_table_distribution(RegstackTable table, Oid relid, Var **column,
+						 int32 *colocation_id)
+{
+	const char *column_name = citus_distribution_columns[table];
+	char		method;
+
+	if (!citus_installed() ||
+		!citus_partition(relid, &method, column, colocation_id) ||
+		method == 'n')
+		return false;
+	if (method != 'h' || *column == NULL ||
+		(*column)->varattno != get_attnum(relid, column_name))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s is not distributed by hash of column \"%s\"",
+						get_rel_name(relid), column_name),
+				 errdetail("regstack finds a row's shard only when the table is distributed by that column.")));
+	return true;
+}
+
+/*
+ * Where the row of regstack table table whose distribution column holds
+ * value lives (value's type is the column's): its shard, and whether that
+ * shard's active placement is on this node.  A table Citus does not
  * manage, or one it keeps a copy of on every node (a reference table), is
- * this node's own.  A table distributed in any other way than by hash of
- * column_name fails with 55000.
+ * this node's own.
  */
 static void
-citus_locate(RegstackTable table, const char *column_name, Datum value,
-			  CitusLocation *where)
+citus_locate(RegstackTable table, Datum value, CitusLocation *where)
 {
 	Oid			relid = regstack_table_relid(table);
-	char		method;
 	Var		   *column;
 	TypeCacheEntry *type;
 	int32		hash;
 
 	memset(where, 0, sizeof(*where));
 	where->is_local = true;
-	if (!citus_installed() || !citus_partition(relid, &method, &column) ||
-		method == 'n')
+	if (!citus_table_distribution(table, relid, &column, &where->colocation_id))
 		return;
-	if (method != 'h' || column == NULL ||
-		column->varattno != get_attnum(relid, column_name))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s is not distributed by hash of column \"%s\"",
-						get_rel_name(relid), column_name),
-				 errdetail("regstack finds a row's node only when the table is distributed by that column.")));
 
 	type = lookup_type_cache(column->vartype, TYPECACHE_HASH_PROC_FINFO);
 	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
@@ -360,10 +427,171 @@ citus_locate(RegstackTable table, const char *column_name, Datum value,
 										   column->varcollid, value));
 
 	where->distributed = true;
-	where->shard_id = citus_shard_of_hash(relid, hash);
+	where->shard_id = citus_shard_of_hash(relid, hash, &where->shard_index);
 	where->group_id = citus_placement_group(where->shard_id);
 	where->is_local = (where->group_id == citus_local_group());
-	citus_group_node(where->group_id, &where->node_name, &where->node_port);
+}
+
+/* Fill in where->node_name and node_port: the primary node of its group. */
+static void
+citus_node(CitusLocation *where)
+{
+	if (where->distributed)
+		citus_group_node(where->group_id, &where->node_name, &where->node_port);
+}
+
+/*
+ * Take Citus's shard metadata lock of the shard at where in ShareLock,
+ * until the transaction ends: the lock Citus's executor takes before it
+ * writes a shard (its LockShardDistributionMetadata), and which a shard
+ * move or split takes in ExclusiveLock on every node before it switches
+ * the placement.  The tag is Citus's (SetLocktagForShardDistributionMetadata):
+ * per shard index and colocation group for a table in one, else per shard.
+ */
+static void
+citus_lock_shard_metadata(const CitusLocation *where)
+{
+	LOCKTAG		tag;
+
+	if (where->colocation_id != 0)
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) where->shard_index,
+							 (uint32) where->colocation_id,
+							 CITUS_LOCK_CLASS_COLOCATED_SHARDS_METADATA);
+	else
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+							 (uint32) (where->shard_id >> 32),
+							 (uint32) where->shard_id,
+							 CITUS_LOCK_CLASS_SHARD_METADATA);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+}
+
+/*
+ * The shard table of shard_id on this node: the shell's name with the
+ * shard id appended, in the shell's schema (Citus's AppendShardIdToName;
+ * regstack's names are short enough never to be cut).  55000 when it is
+ * missing though Citus places the shard here.
+ */
+static Oid
+citus_shard_relid(RegstackTable table, int64 shard_id)
+{
+	Oid			shell = regstack_table_relid(table);
+	Oid			namespace = get_rel_namespace(shell);
+	char	   *name = psprintf("%s_" INT64_FORMAT, get_rel_name(shell), shard_id);
+	Oid			relid = get_relname_relid(name, namespace);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shard table %s.%s is missing on this node",
+						get_namespace_name(namespace), name),
+				 errdetail("Citus's metadata places shard " INT64_FORMAT " on this node.",
+						   shard_id)));
+	return relid;
+}
+
+/*
+ * Where the row of table whose distribution column holds value lives, with
+ * the shard's metadata lock taken (see regstack.h).  The lock is taken on
+ * the shard found first, then the metadata is read again: a move that
+ * committed before the lock was granted has changed it, and one that had
+ * not cannot switch the placement before this transaction ends.  A split
+ * can give the value another shard (and index); that one is locked too,
+ * until two readings agree.
+ */
+void
+regstack_citus_row_shard(RegstackTable table, Datum value, RegstackShard *shard)
+{
+	CitusLocation where;
+	CitusLocation again;
+
+	memset(shard, 0, sizeof(*shard));
+	citus_locate(table, value, &where);
+	if (!where.distributed)
+	{
+		shard->is_local = true;
+		shard->relid = regstack_table_relid(table);
+		return;
+	}
+	for (;;)
+	{
+		citus_lock_shard_metadata(&where);
+		/* what Citus does after its lock (GetCitusTableCacheEntry) */
+		AcceptInvalidationMessages();
+		citus_locate(table, value, &again);
+		if (!again.distributed)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("table %s stopped being distributed during the call",
+							get_rel_name(regstack_table_relid(table))),
+					 errhint("Retry the call.")));
+		/* the same lock covers it: trust this reading, not the first */
+		if (again.shard_id == where.shard_id &&
+			again.shard_index == where.shard_index &&
+			again.colocation_id == where.colocation_id)
+		{
+			where = again;
+			break;
+		}
+		where = again;
+	}
+	shard->distributed = true;
+	shard->shard_id = where.shard_id;
+	shard->is_local = where.is_local;
+	if (where.is_local)
+		shard->relid = citus_shard_relid(table, where.shard_id);
+	else
+	{
+		citus_node(&where);
+		shard->node_name = where.node_name;
+		shard->node_port = where.node_port;
+	}
+}
+
+/*
+ * The shards of table placed on this node, each with its metadata lock
+ * taken and its placement read again after the lock (see
+ * regstack_citus_row_shard); a shard moved away meanwhile is left out.
+ * NIL when Citus does not distribute the table.  A list of RegstackShard.
+ */
+List *
+regstack_citus_local_shards(RegstackTable table)
+{
+	Oid			relid = regstack_table_relid(table);
+	Var		   *column;
+	int32		colocation_id;
+	int32		local_group;
+	int			nranges;
+	CitusShardRange *ranges;
+	List	   *shards = NIL;
+
+	if (!citus_table_distribution(table, relid, &column, &colocation_id))
+		return NIL;
+	local_group = citus_local_group();
+	ranges = citus_shard_ranges(relid, &nranges);
+	for (int i = 0; i < nranges; i++)
+	{
+		CitusLocation where;
+		RegstackShard *shard;
+
+		if (citus_placement_group(ranges[i].shard_id) != local_group)
+			continue;
+		memset(&where, 0, sizeof(where));
+		where.shard_id = ranges[i].shard_id;
+		where.shard_index = i;
+		where.colocation_id = colocation_id;
+		citus_lock_shard_metadata(&where);
+		AcceptInvalidationMessages();
+		/* moved away before the lock was granted: no longer ours */
+		if (citus_placement_group(ranges[i].shard_id) != local_group)
+			continue;
+		shard = palloc0(sizeof(RegstackShard));
+		shard->distributed = true;
+		shard->shard_id = ranges[i].shard_id;
+		shard->is_local = true;
+		shard->relid = citus_shard_relid(table, ranges[i].shard_id);
+		shards = lappend(shards, shard);
+	}
+	return shards;
 }
 
 /* The SQL result row of a location: node_name, node_port, shard_id, is_local. */
@@ -405,8 +633,11 @@ regstack_token_node(PG_FUNCTION_ARGS)
 		where.is_local = true;
 	}
 	else
-		citus_locate(RS_TABLE_TOKENS, "subject_tag",
-					 Int32GetDatum(regstack_token_tag(token)), &where);
+	{
+		citus_locate(RS_TABLE_TOKENS, Int32GetDatum(regstack_token_tag(token)),
+					 &where);
+		citus_node(&where);
+	}
 	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
 }
 
@@ -418,6 +649,7 @@ regstack_rate_limit_node(PG_FUNCTION_ARGS)
 										REGSTACK_MAX_RATE_KEY_BYTES, true);
 	CitusLocation where;
 
-	citus_locate(RS_TABLE_RATE_STATE, "key", PointerGetDatum(key), &where);
+	citus_locate(RS_TABLE_RATE_STATE, PointerGetDatum(key), &where);
+	citus_node(&where);
 	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
 }

@@ -94,6 +94,7 @@ typedef enum RegstackRateEventColumn
 typedef struct RegstackTableInfo
 {
 	Oid			relid;
+	bool		distributed;	/* Citus distributes it: use its shards */
 	int			ncolumns;		/* shipped columns */
 	AttrNumber	attnum[REGSTACK_MAX_COLUMNS];
 } RegstackTableInfo;
@@ -108,6 +109,9 @@ extern Relation regstack_table_open(RegstackTable table, LOCKMODE lockmode,
 
 /* The same check for a call that reaches the table through SQL; keeps lockmode. */
 extern void regstack_table_check(RegstackTable table, LOCKMODE lockmode);
+
+/* regstack_table_check(), and whether Citus distributes the table. */
+extern bool regstack_table_distributed(RegstackTable table, LOCKMODE lockmode);
 
 /* Why a table cannot be used: what regstack_table_check() would raise. */
 typedef struct RegstackTableProblem
@@ -127,6 +131,44 @@ extern bool regstack_table_usable(RegstackTable table, LOCKMODE lockmode,
 
 /* The OID of table, unchecked (55000 when the extension is unusable). */
 extern Oid	regstack_table_relid(RegstackTable table);
+
+/*
+ * Open a local shard of a distributed table (info->distributed) after the
+ * same check, cached per shard; *info gets where the shard's columns are.
+ */
+extern Relation regstack_table_open_shard(RegstackTable table, Oid shard_relid,
+										  LOCKMODE lockmode,
+										  RegstackTableInfo *info);
+
+/* ---- citus.c: the shards of a table Citus distributes ---- */
+
+/* A shard of a distributed table, its metadata lock held (citus.c). */
+typedef struct RegstackShard
+{
+	bool		distributed;	/* false: the table is this node's own */
+	int64		shard_id;
+	bool		is_local;		/* its active placement is on this node */
+	Oid			relid;			/* the shard table, when local */
+	char	   *node_name;		/* the placement's node, when not local */
+	int32		node_port;
+} RegstackShard;
+
+/*
+ * The shard of table that holds the row whose distribution column (the
+ * tokens' subject_tag, the rate-limit tables' key) has value, with
+ * Citus's shard metadata lock taken in ShareLock to the end of the
+ * transaction, as Citus's executor takes it before a write: no shard move
+ * or split switches the shard's placement until then.  Not distributed:
+ * shard->distributed is false, and the "shard" is the local table itself.
+ */
+extern void regstack_citus_row_shard(RegstackTable table, Datum value,
+									 RegstackShard *shard);
+
+/*
+ * The shards of table placed on this node, each locked the same way: a
+ * List of RegstackShard, NIL when Citus does not distribute the table.
+ */
+extern List *regstack_citus_local_shards(RegstackTable table);
 
 
 /* ---- heap_access.c: shared by the direct heap and index paths ---- */

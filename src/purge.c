@@ -16,6 +16,8 @@
  *
  * The table is opened through tables.c, which refuses it (55000) when it
  * has a trigger, a rule or anything else the direct delete would skip.
+ * When Citus distributes it, the shards placed on this node are purged,
+ * each under Citus's shard metadata lock (citus.c, docs/citus.md).
  *
  * Callers must be inside regstack_begin_call().
  *
@@ -112,10 +114,48 @@ purge_tokens_direct(Relation rel, const RegstackTableInfo *info, int64 limit,
 }
 
 /*
+ * Delete up to limit (<= 0: no limit) expired tokens from the shards of
+ * the distributed tokens table that are on this node, each whole, with
+ * its metadata lock (citus.c) so that no shard move switches it meanwhile.
+ */
+static int64
+purge_tokens_local_shards(int64 limit, RegstackStatsCounter counter)
+{
+	List	   *shards = regstack_citus_local_shards(RS_TABLE_TOKENS);
+	ListCell   *cell;
+	int64		deleted = 0;
+
+	foreach(cell, shards)
+	{
+		RegstackShard *shard = (RegstackShard *) lfirst(cell);
+		RegstackTableInfo info;
+		Relation	rel;
+		ItemPointerData after;
+		ItemPointerData stop;
+
+		if (limit > 0 && deleted >= limit)
+			break;
+		rel = regstack_table_open_shard(RS_TABLE_TOKENS, shard->relid,
+										RowExclusiveLock, &info);
+		ItemPointerSet(&after, 0, 0);
+		ItemPointerSet(&stop, MaxBlockNumber, 0);
+		deleted += purge_tokens_direct(rel, &info,
+									   limit > 0 ? limit - deleted : 0,
+									   &after, &stop, counter);
+		table_close(rel, NoLock);
+	}
+	list_free_deep(shards);
+	return deleted;
+}
+
+/*
  * Delete up to limit expired tokens whose ctid lies after *after and before
  * block stop_block, and move *after to the last one deleted; set *nblocks
  * to the table's size in blocks; return how many were deleted, counted as
- * counter in regstack.stats.
+ * counter in regstack.stats.  When Citus distributes the table, the range
+ * is ignored: the local shards are purged from their start, up to limit,
+ * and *nblocks is 0, so that the reaper's pass ends with a batch that
+ * deletes fewer than limit.
  */
 static int64
 purge_tokens_range(int64 limit, ItemPointer after, BlockNumber stop_block,
@@ -128,6 +168,12 @@ purge_tokens_range(int64 limit, ItemPointer after, BlockNumber stop_block,
 
 	PreventCommandIfReadOnly("purge_expired()");
 	rel = regstack_table_open(RS_TABLE_TOKENS, RowExclusiveLock, &info);
+	if (info->distributed)
+	{
+		table_close(rel, NoLock);
+		*nblocks = 0;
+		return purge_tokens_local_shards(limit, counter);
+	}
 	ItemPointerSet(&stop, stop_block, 0);
 	deleted = purge_tokens_direct(rel, info, limit, after, &stop, counter);
 	*nblocks = RelationGetNumberOfBlocks(rel);

@@ -54,19 +54,6 @@ typedef enum RegstackStatsCounter
 
 #define RS_STATS_FIRST_EVENT_COUNTER	RS_STAT_ALLOWED
 
-/*
- * What a consume, peek or attach found, decided by token_store.c in this
- * order: no row, then type, expiry, challenge.
- */
-typedef enum RegstackTokenOutcome
-{
-	RS_TOKEN_HIT,
-	RS_TOKEN_NOT_FOUND,
-	RS_TOKEN_WRONG_TYPE,
-	RS_TOKEN_EXPIRED,
-	RS_TOKEN_WRONG_CHALLENGE
-} RegstackTokenOutcome;
-
 /* True when counters exist (regstack is preloaded). */
 extern bool regstack_stats_enabled(void);
 

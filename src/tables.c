@@ -13,7 +13,10 @@
  * So that no call ever does silently less than the SQL it replaces, every
  * call first makes sure that each table it touches has none of those
  * beyond what regstack ships, and otherwise fails with 55000 naming the
- * difference and how to undo it.  The SQL paths (revoke_tokens, the caps,
+ * difference and how to undo it.  The tokens table may be distributed by
+ * Citus (by subject_tag): then the shards on this node are what the direct
+ * paths write, and each is checked the same way when opened
+ * (docs/citus.md).  The SQL paths (revoke_tokens, the caps,
  * rate_limit_reset, purges) are checked the same way, so that a table has
  * one behaviour whichever function touches it.  Allowed: indexes a DBA adds
  * (the direct paths give every index its entry, with its unique or
@@ -67,6 +70,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -155,6 +159,22 @@ static RegstackTableInfo tables_info[RS_NUM_TABLES];
 static bool tables_callback_registered = false;
 
 /*
+ * Shards of a distributed table on this node that passed the check, by
+ * their OID (TablesShardEntry); an entry is dropped when its relation is
+ * invalidated.  NULL until the first shard is opened.
+ */
+typedef struct TablesShardEntry
+{
+	Oid			relid;			/* hash key */
+	RegstackTableInfo info;
+} TablesShardEntry;
+
+static HTAB *tables_shards = NULL;
+
+/* Relcache invalidations of any relation seen (see tables_invalidations). */
+static uint64 tables_shard_invalidations = 0;
+
+/*
  * Invalidations seen: a check that an invalidation interrupted (its catalog
  * reads process them) does not mark the table verified, since it may have
  * read the table as it was before the change.
@@ -165,6 +185,21 @@ static uint64 tables_invalidations = 0;
 static void
 tables_relcache_callback(Datum arg, Oid relid)
 {
+	tables_shard_invalidations++;
+	if (tables_shards != NULL)
+	{
+		if (relid == InvalidOid)
+		{
+			HASH_SEQ_STATUS status;
+			TablesShardEntry *entry;
+
+			hash_seq_init(&status, tables_shards);
+			while ((entry = hash_seq_search(&status)) != NULL)
+				(void) hash_search(tables_shards, &entry->relid, HASH_REMOVE, NULL);
+		}
+		else
+			(void) hash_search(tables_shards, &relid, HASH_REMOVE, NULL);
+	}
 	for (int i = 0; i < RS_NUM_TABLES; i++)
 	{
 		if (relid == InvalidOid || relid == tables_relids[i])
@@ -628,16 +663,30 @@ tables_verify(RegstackTable table, Relation rel, RegstackTableInfo *info,
 							 pstrdup("regstack's functions read and write heap tuples directly."),
 							 psprintf("ALTER TABLE %s SET ACCESS METHOD heap;", name));
 	/*
-	 * Citus's undistribute_table() refuses an extension's table, so the
-	 * way back is to make the extension again (its rows are lost).
+	 * The tokens table distributed by Citus: calls write its shards, each
+	 * checked when opened (regstack_table_open_shard()), or reach them
+	 * through SQL that Citus routes; the shell table itself is never
+	 * written, so only its columns matter here (its trigger on the
+	 * coordinator is Citus's own).  citus.c checks the distribution column.
+	 * Other tables are not supported distributed yet.  Citus's
+	 * undistribute_table() refuses an extension's table, so the way back
+	 * is to make the extension again (its rows are lost).
 	 */
+	info->distributed = false;
 	if (tables_citus_managed(info->relid, &citus_method))
+	{
+		if (table == RS_TABLE_TOKENS && citus_method == 'h')
+		{
+			info->distributed = true;
+			return tables_verify_columns(rel, shape, info, problem);
+		}
 		return tables_refuse(problem,
 							 citus_method == 'h' ?
 							 psprintf("table %s is distributed by Citus", name) :
 							 psprintf("table %s is a Citus reference or local table", name),
-							 pstrdup("regstack does not support Citus-managed tables yet: its functions would read and write the node's local table, not the shards."),
+							 pstrdup("Of regstack's tables only regstack.auth_ephemeral_tokens may be distributed so far (by subject_tag); the functions on this one would read and write the node's local table, not the shards."),
 							 pstrdup("Recreate the extension with its tables local: DROP EXTENSION regstack CASCADE, drop the shard tables it leaves in schema regstack, then CREATE EXTENSION regstack."));
+	}
 	if (form->relispartition)
 	{
 		Oid			parent = get_partition_parent(info->relid, true);
@@ -741,6 +790,63 @@ regstack_table_open(RegstackTable table, LOCKMODE lockmode,
 	}
 	*info = &tables_info[table];
 	return rel;
+}
+
+/*
+ * Open shard shard_relid of distributed table table in lockmode, after
+ * the same check as the table's (once per change of the shard, cached);
+ * 55000 naming the difference otherwise.  *info gets where its columns
+ * are: Citus makes a shard from the table's definition, without the
+ * table's dropped columns.
+ */
+Relation
+regstack_table_open_shard(RegstackTable table, Oid shard_relid,
+						  LOCKMODE lockmode, RegstackTableInfo *info)
+{
+	RegstackTableProblem problem;
+	TablesShardEntry *entry;
+	Relation	rel;
+	uint64		invalidations_before;
+
+	rel = table_open(shard_relid, lockmode);
+	if (tables_shards == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TablesShardEntry);
+		tables_shards = hash_create("regstack checked shards", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(tables_shards, &shard_relid, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		*info = entry->info;
+		return rel;
+	}
+	invalidations_before = tables_shard_invalidations;
+	if (!tables_verify(table, rel, info, &problem))
+	{
+		table_close(rel, NoLock);
+		tables_raise(&problem);
+	}
+	/* Remembered only when no invalidation arrived while it was checked. */
+	if (tables_shard_invalidations == invalidations_before)
+	{
+		entry = hash_search(tables_shards, &shard_relid, HASH_ENTER, NULL);
+		entry->info = *info;
+	}
+	return rel;
+}
+
+/* Check a table (the lock stays); whether Citus distributes it. */
+bool
+regstack_table_distributed(RegstackTable table, LOCKMODE lockmode)
+{
+	const RegstackTableInfo *info;
+
+	table_close(regstack_table_open(table, lockmode, &info), NoLock);
+	return info->distributed;
 }
 
 /* Check a table that a call reaches through SQL; the lock stays. */

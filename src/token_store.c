@@ -26,6 +26,11 @@
  * (a trigger, a CHECK constraint, a column default, ...) that these direct
  * writes would skip, and says where each column is.
  *
+ * When Citus distributes the table, the relation worked on is the shard
+ * of the token's subject tag if this node holds it (found and locked by
+ * citus.c); otherwise the call goes through SQL that Citus routes
+ * (token_routed.c).  docs/citus.md has the protocol.
+ *
  * Writes refuse to run in a read-only transaction (25006), as the executor
  * does for INSERT/UPDATE/DELETE; that also covers hot standbys.
  *
@@ -65,9 +70,9 @@ store_bytes_equal(Datum value, const char *data, Size len)
  * key?  RS_TOKEN_HIT if so, else the first condition it fails (counted by
  * regstack.stats).
  */
-static RegstackTokenOutcome
-store_row_matches(const RegstackTokenKey *key, const Datum *values,
-				  const bool *nulls)
+RegstackTokenOutcome
+regstack_token_row_matches(const RegstackTokenKey *key, const Datum *values,
+						   const bool *nulls)
 {
 	if (!store_bytes_equal(values[RS_COL_TOKEN_TYPE - 1],
 						   VARDATA_ANY(key->token_type),
@@ -84,6 +89,32 @@ store_row_matches(const RegstackTokenKey *key, const Datum *values,
 			return RS_TOKEN_WRONG_CHALLENGE;
 	}
 	return RS_TOKEN_HIT;
+}
+
+/*
+ * Open the relation that holds the tokens of subject_tag in lockmode: the
+ * tokens table, or when Citus distributes it, its shard if that is on this
+ * node (with the shard's metadata lock, citus.c; the table stays locked in
+ * lockmode too, as Citus's executor locks it).  *info points to where its
+ * columns are (a shard's in *shard_info).  NULL when the shard is on
+ * another node: the caller goes through token_routed.c.
+ */
+static Relation
+store_open(LOCKMODE lockmode, int32 subject_tag, RegstackTableInfo *shard_info,
+		   const RegstackTableInfo **info)
+{
+	Relation	rel = regstack_table_open(RS_TABLE_TOKENS, lockmode, info);
+	RegstackShard shard;
+
+	if (!(*info)->distributed)
+		return rel;
+	table_close(rel, NoLock);
+	regstack_citus_row_shard(RS_TABLE_TOKENS, Int32GetDatum(subject_tag), &shard);
+	if (!shard.is_local)
+		return NULL;
+	*info = shard_info;
+	return regstack_table_open_shard(RS_TABLE_TOKENS, shard.relid, lockmode,
+									 shard_info);
 }
 
 /*
@@ -173,6 +204,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 {
 	LOCKMODE	lockmode = (action == RS_TOKEN_FETCH) ? AccessShareLock : RowExclusiveLock;
 	Relation	rel;
+	RegstackTableInfo shard_info;
 	const RegstackTableInfo *info;
 	Relation	pk_index;
 	Datum		row_values[RS_NUM_COLS];
@@ -185,7 +217,10 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		PreventCommandIfReadOnly("consume_token()");
 	else if (action == RS_TOKEN_SET_RESULT)
 		PreventCommandIfReadOnly("attach_result()");
-	rel = regstack_table_open(RS_TABLE_TOKENS, lockmode, &info);
+	rel = store_open(lockmode, key->subject_tag, &shard_info, &info);
+	if (rel == NULL)
+		return regstack_token_apply_routed(key, action, new_result, values,
+										   nulls);
 	pk_index = index_open(RelationGetPrimaryKeyIndex(rel, false), lockmode);
 
 	for (;;)
@@ -200,7 +235,7 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 		outcome = RS_TOKEN_NOT_FOUND;
 		if (store_find(rel, info, pk_index, snapshot, key->subject_tag,
 					   key->token_hash, row_values, row_nulls, &tid))
-			outcome = store_row_matches(key, row_values, row_nulls);
+			outcome = regstack_token_row_matches(key, row_values, row_nulls);
 		if (outcome == RS_TOKEN_HIT)
 		{
 			if (action == RS_TOKEN_DELETE)
@@ -242,13 +277,21 @@ regstack_token_apply(const RegstackTokenKey *key, RegstackTokenAction action,
 void
 regstack_token_insert(const Datum *values, const bool *nulls)
 {
+	RegstackTableInfo shard_info;
 	const RegstackTableInfo *info;
 	Relation	rel;
 	TupleTableSlot *slot;
 	RegstackIndexWriter writer = {0};
 
 	PreventCommandIfReadOnly("issue_token()");
-	rel = regstack_table_open(RS_TABLE_TOKENS, RowExclusiveLock, &info);
+	rel = store_open(RowExclusiveLock,
+					 DatumGetInt32(values[RS_COL_SUBJECT_TAG - 1]),
+					 &shard_info, &info);
+	if (rel == NULL)
+	{
+		regstack_token_insert_routed(values, nulls);
+		return;
+	}
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	regstack_slot_store_columns(slot, info, values, nulls);
 	regstack_heap_insert(&writer, rel, slot);

@@ -38,6 +38,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
@@ -102,6 +103,49 @@ tokens_check_mode(const RegstackTokenFields *fields)
 }
 
 /*
+ * The trim of a per-subject cap, on table %s: $1 subject, $2 type, $3 how
+ * many to keep, $4 the subject's tag.
+ */
+#define TOKENS_TRIM_SQL \
+	"DELETE FROM %1$s" \
+	" WHERE subject_tag OPERATOR(pg_catalog.=) $4" \
+	" AND subject OPERATOR(pg_catalog.=) $1" \
+	" AND token_type OPERATOR(pg_catalog.=) $2" \
+	" AND token_hash OPERATOR(pg_catalog.<>) ALL (ARRAY(" \
+	"   SELECT token_hash FROM %1$s" \
+	"   WHERE subject_tag OPERATOR(pg_catalog.=) $4" \
+	"   AND subject OPERATOR(pg_catalog.=) $1" \
+	"   AND token_type OPERATOR(pg_catalog.=) $2" \
+	"   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()" \
+	"   ORDER BY created_at DESC, token_hash DESC LIMIT $3))"
+
+/*
+ * When Citus distributes the tokens table: the qualified name of the
+ * subject's shard, which must be on this node (with its metadata lock,
+ * citus.c).  The cap's advisory lock serializes the issues of a subject
+ * only among the sessions of one node, so they all run on the node that
+ * holds the subject's shard; elsewhere 55000 names that node.
+ */
+static char *
+tokens_cap_shard(const RegstackTokenType *type, int32 subject_tag)
+{
+	RegstackShard shard;
+
+	regstack_citus_row_shard(RS_TABLE_TOKENS, Int32GetDatum(subject_tag), &shard);
+	if (!shard.is_local)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tokens of type \"%s\" are issued only on the node that holds their subject's shard",
+						type->name),
+				 errdetail("The type caps live tokens per subject, which regstack enforces exactly on that node only; shard " INT64_FORMAT " is on node %s:%d.",
+						   shard.shard_id, shard.node_name, shard.node_port),
+				 errhint("Send the call to node %s:%d.",
+						 shard.node_name, shard.node_port)));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(shard.relid)),
+									  get_rel_name(shard.relid));
+}
+
+/*
  * Keep at most cap - 1 live tokens of (type, subject), so that the one
  * about to be issued makes cap: the oldest go first.  Expired rows of the
  * pair go too.  The advisory lock makes concurrent issues count exactly.
@@ -120,31 +164,28 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 	static const Oid trim_argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[4];
 	RegstackCall call;
+	SPIPlanPtr	plan;
+	char	   *shard_name = NULL;
 	int			status;
 
 	regstack_xact_lock(REGSTACK_LOCK_CLASS_TOKEN_CAP, type->name,
 					   text_to_cstring(subject));
-	regstack_table_check(RS_TABLE_TOKENS, RowExclusiveLock);
+	if (regstack_table_distributed(RS_TABLE_TOKENS, RowExclusiveLock))
+		shard_name = tokens_cap_shard(type, subject_tag);
 	regstack_begin_call(&call);
-	regstack_plan(&trim_plan,
-				  "DELETE FROM regstack.auth_ephemeral_tokens"
-				  " WHERE subject_tag OPERATOR(pg_catalog.=) $4"
-				  " AND subject OPERATOR(pg_catalog.=) $1"
-				  " AND token_type OPERATOR(pg_catalog.=) $2"
-				  " AND token_hash OPERATOR(pg_catalog.<>) ALL (ARRAY("
-				  "   SELECT token_hash FROM regstack.auth_ephemeral_tokens"
-				  "   WHERE subject_tag OPERATOR(pg_catalog.=) $4"
-				  "   AND subject OPERATOR(pg_catalog.=) $1"
-				  "   AND token_type OPERATOR(pg_catalog.=) $2"
-				  "   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
-				  "   ORDER BY created_at DESC, token_hash DESC LIMIT $3))",
-				  4, trim_argtypes);
+	if (shard_name == NULL)
+		plan = regstack_plan(&trim_plan, psprintf(TOKENS_TRIM_SQL,
+												  "regstack.auth_ephemeral_tokens"),
+							 4, trim_argtypes);
+	else if ((plan = SPI_prepare(psprintf(TOKENS_TRIM_SQL, shard_name), 4,
+								 (Oid *) trim_argtypes)) == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	values[0] = PointerGetDatum(subject);
 	values[1] = CStringGetTextDatum(type->name);
 	values[2] = Int32GetDatum(type->max_live_per_subject - 1);
 	values[3] = Int32GetDatum(subject_tag);
 	CommandCounterIncrement();
-	status = SPI_execute_snapshot(trim_plan, values, NULL, GetLatestSnapshot(),
+	status = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 								  IsolationUsesXactSnapshot() ?
 								  GetTransactionSnapshot() : InvalidSnapshot,
 								  false, false, 0);
@@ -152,6 +193,8 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 		elog(ERROR, "could not trim tokens to the type's cap");
 	regstack_stats_count(RS_STATS_TOKEN_TYPE, type->name, strlen(type->name),
 						 RS_STAT_TRIMMED, SPI_processed);
+	if (shard_name != NULL)
+		SPI_freeplan(plan);
 	regstack_end_call(&call);
 }
 
@@ -404,14 +447,15 @@ Datum
 regstack_revoke_tokens(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr revoke_plan = NULL;
-	static const Oid revoke_argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	static const Oid revoke_argtypes[4] = {TEXTOID, TEXTOID, INT4OID,
+	TIMESTAMPTZOID};
 	text	   *subject = regstack_text_arg(fcinfo, 0, "subject",
 											REGSTACK_MAX_TEXT_BYTES, true);
 	text	   *type_name = regstack_text_arg(fcinfo, 1, "token_type",
 											  REGSTACK_MAX_TEXT_BYTES, false);
 	RegstackCall call;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	uint64		revoked;
 
 	values[0] = PointerGetDatum(subject);
@@ -425,14 +469,16 @@ regstack_revoke_tokens(PG_FUNCTION_ARGS)
 	regstack_table_check(RS_TABLE_TOKENS, RowExclusiveLock);
 	regstack_begin_call(&call);
 	values[2] = Int32GetDatum(regstack_subject_tag(subject));
+	/* the time as a parameter: Citus routes no volatile WHERE clause */
+	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 	regstack_plan(&revoke_plan,
 				  "DELETE FROM regstack.auth_ephemeral_tokens"
 				  " WHERE subject_tag OPERATOR(pg_catalog.=) $3"
 				  " AND subject OPERATOR(pg_catalog.=) $1"
 				  " AND ($2 IS NULL OR token_type OPERATOR(pg_catalog.=) $2)"
-				  " AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
+				  " AND expires_at OPERATOR(pg_catalog.>) $4"
 				  " RETURNING token_type",
-				  3, revoke_argtypes);
+				  4, revoke_argtypes);
 	if (SPI_execute_plan(revoke_plan, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not revoke tokens");
 	revoked = SPI_processed;

@@ -71,10 +71,39 @@ typedef enum RegstackTokenAction
 	RS_TOKEN_SET_RESULT			/* attach_result */
 } RegstackTokenAction;
 
+/*
+ * What a consume, peek or attach found (counted by regstack.stats),
+ * decided in this order: no row, then type, expiry, challenge.
+ */
+typedef enum RegstackTokenOutcome
+{
+	RS_TOKEN_HIT,
+	RS_TOKEN_NOT_FOUND,
+	RS_TOKEN_WRONG_TYPE,
+	RS_TOKEN_EXPIRED,
+	RS_TOKEN_WRONG_CHALLENGE
+} RegstackTokenOutcome;
+
 extern bool regstack_token_apply(const RegstackTokenKey *key,
 								 RegstackTokenAction action,
 								 text *new_result, Datum *values, bool *nulls);
 extern void regstack_token_insert(const Datum *values, const bool *nulls);
+
+/*
+ * Whether a row (RS_NUM_COLS values) has key's type, is live and matches
+ * its challenge: RS_TOKEN_HIT, else the first condition it fails.
+ */
+extern RegstackTokenOutcome regstack_token_row_matches(const RegstackTokenKey *key,
+													   const Datum *values,
+													   const bool *nulls);
+
+/* ---- token_routed.c: the same through SQL Citus routes to another node ---- */
+
+extern bool regstack_token_apply_routed(const RegstackTokenKey *key,
+										RegstackTokenAction action,
+										text *new_result, Datum *values,
+										bool *nulls);
+extern void regstack_token_insert_routed(const Datum *values, const bool *nulls);
 
 /* ---- tokens.c: issuing tokens, shared with oidc.c ---- */
 

@@ -10,13 +10,22 @@
 # prints "test citus_smoke ... ok" (or FAILED) and exits non-zero on
 # failure.
 #
-# Then it checks the table guard (src/tables.c) on the cluster: once a
-# regstack table is distributed by Citus, every call that touches it fails
-# on every node with 55000 naming Citus (regstack does not support
-# distributed tables yet: its direct path would write the node's local
-# shell table), calls on the other tables still work, and each node's
-# reaper says so with a WARNING instead of failing.  It prints "test
-# citus_guard ... ok" (or FAILED).
+# Then, with the tokens table distributed by subject_tag (and every node
+# given the coordinator's subject-tag key), the token contract on every
+# node: issue on each node and consume on each (once), type, challenge,
+# attach_result and peek_token through the owner and through Citus,
+# revoke_tokens anywhere, a per-subject cap on the owner (refused
+# elsewhere), concurrent consumers on three nodes (one winner each),
+# purge_expired() and the reapers (each expired token removed once): "test
+# citus_tokens ... ok".  Then "test citus_tokens_move": a shard of 300,000
+# rows moved with block_writes and then force_logical while 7,500 tokens
+# are issued on its source worker and through the coordinator, a restart
+# of the target, and every one of those tokens consumed exactly once.
+#
+# Then the table guard (src/tables.c): once the rate-limit state table is
+# distributed, rate-limit calls fail on every node with 55000 naming Citus
+# (not supported yet), token calls still work, and each node's reaper says
+# so with a WARNING instead of failing: "test citus_guard ... ok".
 #
 # Last, with those tables distributed, regstack.token_node() and
 # regstack.rate_limit_node() (src/citus.c) must name on every node the
@@ -96,49 +105,250 @@ for n in 0 1 2; do
 done
 echo "test citus_smoke ... ok"
 
-# The guard on a real cluster.
-guard_fail() {
-    echo "test citus_guard ... FAILED ($*)"
+# ---- citus_tokens: the tokens table distributed by subject_tag ----
+# Every token call gives the single-node answer on every node: on the node
+# holding the token's shard regstack writes that shard directly (under
+# Citus's shard metadata lock), elsewhere it sends SQL that Citus routes
+# (src/citus.c, src/token_store.c, src/token_routed.c).
+tok_fail() {
+    echo "test citus_tokens ... FAILED ($*)"
     KEEP=1
     exit 1
 }
 refusal() {   # refusal <node> <sql>: the error, or "no error"
     regstack_citus_psql "$1" "$db" -Atq -v VERBOSITY=default -c "$2" 2>&1 >/dev/null | head -n 1 || true
 }
+node_of_port() {   # node_of_port <port>: 0, 1 or 2
+    local i
+    for i in 0 1 2; do [ "${REGSTACK_CITUS_PORTS[$i]}" = "$1" ] && { echo "$i"; return; }; done
+    echo "no node has port $1" >&2; return 1
+}
+live() {   # live <where clause>: tokens seen through Citus
+    q 0 "SELECT count(*) FROM regstack.auth_ephemeral_tokens WHERE $1"
+}
+# One subject-tag key on every node, the coordinator's (each node's CREATE
+# EXTENSION drew its own): revoke_tokens and the caps find a subject's
+# shard by its tag.
+key=$(q 0 "SELECT encode(secret, 'hex') FROM regstack.secret_keys WHERE name = 'subject_tag'")
+for n in 1 2; do
+    q "$n" "INSERT INTO regstack.secret_keys (name, secret) VALUES ('subject_tag', decode('$key', 'hex'))" >/dev/null \
+        || tok_fail "setting the coordinator's subject-tag key on ${node_name[$n]}"
+done
 q 0 "SELECT create_distributed_table('regstack.auth_ephemeral_tokens', 'subject_tag')" >/dev/null \
-    || guard_fail "create_distributed_table"
+    || tok_fail "create_distributed_table of the tokens table"
+
+# Issued on each node, consumed on each node (9 pairs, with and without a
+# subject): the consumer gets the row once, a second consume on a third
+# node gets nothing, and nothing is left in the shards.
 for n in 0 1 2; do
-    err=$(refusal "$n" "SELECT regstack.issue_token('pre_auth', subject => 'u3')")
-    [[ $err == *'table regstack.auth_ephemeral_tokens is distributed by Citus'* ]] \
-        || guard_fail "issue_token on ${node_name[$n]} after distributing the tokens table: '$err'"
-    err=$(refusal "$n" "SELECT * FROM regstack.consume_token(repeat('A', 48), 'pre_auth')")
-    [[ $err == *'distributed by Citus'* ]] \
-        || guard_fail "consume_token on ${node_name[$n]}: '$err'"
-    err=$(refusal "$n" "SELECT regstack.revoke_tokens('u3')")
-    [[ $err == *'distributed by Citus'* ]] \
-        || guard_fail "revoke_tokens on ${node_name[$n]}: '$err'"
+    for m in 0 1 2; do
+        o=$(( (m + 1) % 3 ))
+        token=$(q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'pair-$n-$m')") \
+            || tok_fail "issue_token on ${node_name[$n]}"
+        got=$(q "$m" "SELECT subject FROM regstack.consume_token('$token', 'pre_auth')") \
+            || tok_fail "consume_token on ${node_name[$m]}"
+        [ "$got" = "pair-$n-$m" ] || tok_fail "issued on ${node_name[$n]}, consumed on ${node_name[$m]}: '$got'"
+        again=$(q "$o" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')")
+        [ "$again" = 0 ] || tok_fail "a second consume on ${node_name[$o]} got $again rows"
+        token=$(q "$n" "SELECT regstack.issue_token('download', payload => '{\"file\": \"$n$m\"}')") \
+            || tok_fail "issue_token without a subject on ${node_name[$n]}"
+        got=$(q "$m" "SELECT payload->>'file' FROM regstack.consume_token('$token', 'download')")
+        [ "$got" = "$n$m" ] || tok_fail "a download issued on ${node_name[$n]}, consumed on ${node_name[$m]}: '$got'"
+    done
+done
+left=$(live "subject LIKE 'pair-%' OR token_type = 'download'")
+[ "$left" = 0 ] || tok_fail "$left tokens left in the shards after every pair consumed its own"
+echo "issue on each node, consume on each node: once each, none left"
+
+# The conditions, through a node that does not hold the shard and the one
+# that does: a wrong type or challenge leaves the token; attach_result and
+# peek_token see each other's work.
+token=$(q 1 "SELECT regstack.issue_token('pre_auth', subject => 'cond', challenge => 'c1')")
+owner=$(node_of_port "$(q 0 "SELECT node_port FROM regstack.token_node('$token')")")
+for m in 0 "$owner"; do
+    [ "$(q "$m" "SELECT count(*) FROM regstack.consume_token('$token', 'oidc_exchange')")" = 0 ] \
+        || tok_fail "a wrong type consumed the token on ${node_name[$m]}"
+    [ "$(q "$m" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth', 'c2')")" = 0 ] \
+        || tok_fail "a wrong challenge consumed the token on ${node_name[$m]}"
+    [ "$(q "$m" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')")" = 0 ] \
+        || tok_fail "no challenge consumed the token on ${node_name[$m]}"
+    [ "$(q "$m" "SELECT regstack.attach_result('$token', 'pre_auth', 'r-$m')")" = t ] \
+        || tok_fail "attach_result on ${node_name[$m]}"
+    for p in 0 1 2; do
+        [ "$(q "$p" "SELECT result FROM regstack.peek_token('$token', 'pre_auth', 'c1')")" = "r-$m" ] \
+            || tok_fail "peek_token on ${node_name[$p]} after attach_result on ${node_name[$m]}"
+    done
+done
+[ "$(q 0 "SELECT result FROM regstack.consume_token('$token', 'pre_auth', 'c1')")" = "r-$owner" ] \
+    || tok_fail "consume_token with the right challenge"
+[ "$(q 2 "SELECT regstack.attach_result('$token', 'pre_auth', 'late')")" = f ] \
+    || tok_fail "attach_result on a consumed token"
+echo "type, challenge, attach_result and peek_token: the same on the owner and through Citus"
+
+# revoke_tokens on any node finds a subject's tokens issued on every node.
+for n in 0 1 2; do
+    q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'revoked')" >/dev/null
+done
+for n in 1 0; do
+    revoked=$(q "$n" "SELECT regstack.revoke_tokens('revoked')") || tok_fail "revoke_tokens on ${node_name[$n]}"
+    expect=3; [ "$n" = 0 ] && expect=0
+    [ "$revoked" = "$expect" ] || tok_fail "revoke_tokens on ${node_name[$n]} revoked $revoked, not $expect"
+done
+echo "revoke_tokens on any node: every token of the subject, once"
+
+# A per-subject cap (password_reset: 3) holds on the node of the subject's
+# shard; elsewhere the call is refused with that node's name.
+token=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'capped')")
+owner_port=$(q 0 "SELECT node_port FROM regstack.token_node('$token')")
+owner=$(node_of_port "$owner_port")
+other=$(( 3 - owner ))
+for _ in 1 2 3 4 5; do
+    q "$owner" "SELECT regstack.issue_token('password_reset', subject => 'capped')" >/dev/null \
+        || tok_fail "issue_token of a capped type on ${node_name[$owner]}, the owner"
+done
+[ "$(live "subject = 'capped' AND token_type = 'password_reset'")" = 3 ] \
+    || tok_fail "the cap of 3 does not hold: $(live "subject = 'capped' AND token_type = 'password_reset'") live"
+for n in 0 "$other"; do
+    err=$(refusal "$n" "SELECT regstack.issue_token('password_reset', subject => 'capped')")
+    [[ $err == *'are issued only on the node that holds their subject'* ]] \
+        || tok_fail "a capped issue on ${node_name[$n]}, which does not hold the shard: '$err'"
+done
+detail=$(regstack_citus_psql "$other" "$db" -Atq -v VERBOSITY=verbose \
+    -c "SELECT regstack.issue_token('password_reset', subject => 'capped')" 2>&1 || true)
+[[ $detail == *"127.0.0.1:$owner_port"* ]] || tok_fail "the refusal does not name the owner node: '$detail'"
+echo "a per-subject cap: exact on the owner node, refused with its name elsewhere"
+
+# Concurrent consumers on three nodes: exactly one winner per token.
+race=$(mktemp -d "$work/race.XXXXXX")
+chmod 777 "$race"
+for i in $(seq 12); do
+    q 0 "SELECT regstack.issue_token('pre_auth', subject => 'race-$i')" > "$race/token-$i"
+done
+for i in $(seq 12); do
+    for m in 0 1 2; do
+        q "$m" "SELECT subject FROM regstack.consume_token('$(cat "$race/token-$i")', 'pre_auth')" \
+            > "$race/got-$i-$m" 2>&1 &
+    done
+done
+wait
+for i in $(seq 12); do
+    winners=$(cat "$race/got-$i-"* | grep -c "^race-$i\$" || true)
+    [ "$winners" = 1 ] || tok_fail "token $i: $winners winners among consumers on three nodes ($(cat "$race/got-$i-"* | tr '\n' ' '))"
+done
+echo "12 tokens, each consumed at once on three nodes: exactly one winner each"
+
+# Expired tokens go from every worker's shards: purge_expired() on each
+# node and the reapers together delete each exactly once (counted in
+# regstack.stats, per node).
+removed() {
+    local total=0 n c
+    for n in 0 1 2; do
+        c=$(q "$n" "SELECT coalesce(sum(purged + reaped), 0) FROM regstack.stats WHERE name = 'download'")
+        total=$((total + c))
+    done
+    echo "$total"
+}
+before=$(removed)
+for i in $(seq 12); do
+    q $((i % 3)) "SELECT regstack.issue_token('download', payload => '{}', ttl => '1 second')" >/dev/null
+done
+sleep 1.5
+for n in 0 1 2; do
+    q "$n" "SELECT tokens_deleted FROM regstack.purge_expired()" >/dev/null || tok_fail "purge_expired on ${node_name[$n]}"
+done
+for _ in $(seq 30); do
+    [ "$(live "token_type = 'download'")" = 0 ] && break
+    sleep 1
+done
+[ "$(live "token_type = 'download'")" = 0 ] || tok_fail "expired tokens left in the shards"
+after=$(removed)
+[ $((after - before)) = 12 ] || tok_fail "purges and reapers removed $((after - before)) expired tokens, not 12"
+echo "12 expired tokens: purged from the workers' shards, each once"
+echo "test citus_tokens ... ok"
+
+# ---- citus_tokens_move: a shard move under load, and a restart ----
+move_fail() {
+    echo "test citus_tokens_move ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+token=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'mover')")
+shard=$(q 0 "SELECT shard_id FROM regstack.token_node('$token')")
+q 0 "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')" >/dev/null
+# 300,000 rows of another subject with the same tag make the shard's copy
+# last long enough for the writers below to meet it.
+tag="('x' || encode(substring(decode(translate('$token', '-_', '+/'), 'base64') from 1 for 4), 'hex'))::bit(32)::int"
+q 0 "INSERT INTO regstack.auth_ephemeral_tokens (subject_tag, token_hash, token_type, subject, created_at, expires_at)
+     SELECT $tag, sha256(int4send(g)), 'pre_auth', 'filler', now(), now() + interval '1 hour'
+       FROM generate_series(1, 300000) AS g" >/dev/null || move_fail "filling shard $shard"
+load() {   # load <node> <file> <n>: issue n tokens of 'mover' there, one per statement
+    local i
+    for i in $(seq "$3"); do echo "SELECT regstack.issue_token('pre_auth', subject => 'mover');"; done \
+        | regstack_citus_psql "$1" "$db" -Atq > "$2" 2>&1
+}
+for mode in block_writes force_logical; do
+    src_port=$(q 0 "SELECT nodeport FROM pg_dist_placement JOIN pg_dist_node USING (groupid) WHERE shardid = $shard")
+    src=$(node_of_port "$src_port")
+    dst=$(( 3 - src ))
+    load "$src" "$race/move-$mode-src" 6000 &
+    load 0 "$race/move-$mode-coord" 1500 &
+    sleep 0.5
+    q 0 "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src_port, '127.0.0.1', ${REGSTACK_CITUS_PORTS[$dst]}, shard_transfer_mode => '$mode')" >/dev/null \
+        || move_fail "citus_move_shard_placement ($mode) of shard $shard"
+    wait
+    [ "$(q 0 "SELECT nodeport FROM pg_dist_placement JOIN pg_dist_node USING (groupid) WHERE shardid = $shard")" = "${REGSTACK_CITUS_PORTS[$dst]}" ] \
+        || move_fail "shard $shard did not move ($mode)"
+    issued=$(cat "$race/move-$mode-src" "$race/move-$mode-coord" | grep -c '^[A-Za-z0-9_-]\{48\}$' || true)
+    [ "$issued" = 7500 ] || move_fail "$issued of 7500 tokens issued during the $mode move ($(grep -v '^[A-Za-z0-9_-]\{48\}$' "$race/move-$mode-src" | head -n 2))"
+    [ "$(live "subject = 'mover'")" = 7500 ] || move_fail "$(live "subject = 'mover'") of 7500 tokens issued during the $mode move are in the shard"
+    echo "shard $shard moved ($mode) from ${node_name[$src]} to ${node_name[$dst]} while 7500 tokens were issued there and through the coordinator"
+    if [ "$mode" = block_writes ]; then
+        regstack_citus_restart "$dst" || move_fail "restarting ${node_name[$dst]}"
+        echo "${node_name[$dst]} restarted"
+    fi
+    # each consumed once, on the old owner (now routed) and the new one
+    cat "$race/move-$mode-src" "$race/move-$mode-coord" \
+        | awk -v a="$race/consume-$src" -v b="$race/consume-$dst" \
+            '{ printf "SELECT count(*) FROM regstack.consume_token(%c%s%c, %cpre_auth%c);\n", 39, $0, 39, 39, 39 > (NR % 2 ? a : b) }'
+    got=$( (regstack_citus_psql "$src" "$db" -Atq -f "$race/consume-$src"; regstack_citus_psql "$dst" "$db" -Atq -f "$race/consume-$dst") | sort | uniq -c | tr -s ' ')
+    [ "$got" = " 7500 1" ] || move_fail "consuming the 7500 tokens after the $mode move: '$got'"
+    [ "$(live "subject = 'mover'")" = 0 ] || move_fail "tokens left after consuming them all"
+done
+q 0 "DELETE FROM regstack.auth_ephemeral_tokens WHERE subject_tag = $tag AND subject = 'filler'" >/dev/null
+echo "test citus_tokens_move ... ok"
+
+# ---- citus_guard: tables regstack does not support distributed ----
+guard_fail() {
+    echo "test citus_guard ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+for n in 0 1 2; do
     allowed=$(q "$n" "SELECT allowed FROM regstack.rate_limit_check('guard-$n', 'login', 2, '1 hour')") \
         || guard_fail "rate_limit_check on ${node_name[$n]} while only the tokens table is distributed"
     [ "$allowed" = t ] || guard_fail "rate_limit_check on ${node_name[$n]}: $allowed"
 done
-echo "tokens table distributed: token calls refused on every node, rate limits work"
 q 0 "SET client_min_messages = warning; SELECT create_distributed_table('regstack.auth_rate_limit_state', 'key')" >/dev/null \
     || guard_fail "create_distributed_table of the state table"
 for n in 0 1 2; do
     err=$(refusal "$n" "SELECT * FROM regstack.rate_limit_check('guard-$n', 'login', 2, '1 hour')")
     [[ $err == *'table regstack.auth_rate_limit_state is distributed by Citus'* ]] \
         || guard_fail "rate_limit_check on ${node_name[$n]} after distributing the state table: '$err'"
+    token=$(q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'guard')") \
+        || guard_fail "issue_token on ${node_name[$n]} with the state table distributed"
+    [ "$(q "$n" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')")" = 1 ] \
+        || guard_fail "consume_token on ${node_name[$n]} with the state table distributed"
 done
-echo "state table distributed: rate-limit calls refused on every node"
+echo "state table distributed: rate-limit calls refused on every node, token calls work"
 # Each node's reaper (preloaded with regstack, naptime 10 s by default)
 # warns about the refused tables instead of failing its pass.
 for n in 0 1 2; do
     log=$REGSTACK_CITUS_DIR/node$n.log
     for _ in $(seq 60); do
-        grep -q 'WARNING:  table regstack.auth_ephemeral_tokens is distributed by Citus' "$log" 2>/dev/null && break
+        grep -q 'WARNING:  table regstack.auth_rate_limit_state is distributed by Citus' "$log" 2>/dev/null && break
         sleep 1
     done
-    grep -q 'WARNING:  table regstack.auth_ephemeral_tokens is distributed by Citus' "$log" \
+    grep -q 'WARNING:  table regstack.auth_rate_limit_state is distributed by Citus' "$log" \
         || guard_fail "no reaper warning in ${node_name[$n]}'s log"
 done
 echo "every node's reaper warns about the refused tables"
