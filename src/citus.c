@@ -17,16 +17,21 @@
  * active placement and its node.  docs/citus-notes.md has the facts and
  * where in Citus's sources each one is.
  *
- * Every lookup reads the metadata afresh: a system scan of a table that is
- * not a system catalog takes a new MVCC snapshot, so a lookup sees every
- * placement change committed before it (shard moves, rebalances, splits).
- * It takes no lock, so the answer is where the row lives as of the lookup;
- * a client routing by it meets at worst a node that no longer owns the
- * shard after a move, where the call still gives the right answer.
+ * Lookups use a per-backend shard map of each table (CitusShardMap),
+ * read with system scans, which take a fresh MVCC snapshot for these
+ * tables that are not system catalogs, and made stale by the relcache
+ * invalidations Citus's own triggers send for every change of a table's
+ * distribution, shards or placements.  So a lookup sees every placement
+ * change (shard moves, rebalances, splits) whose invalidation the backend
+ * has accepted: every one committed before its transaction started, or
+ * before its last lock acquisition.
  *
  * The SQL functions here are regstack.token_node() and
  * regstack.rate_limit_node(), for clients that send a call straight to the
- * node that owns its row.
+ * node that owns its row.  They take no lock, so the answer is where the
+ * row lives as of the call; a client routing by it meets at worst a node
+ * that no longer owns the shard after a move, where the call still gives
+ * the right answer.
  *
  * The direct paths use regstack_citus_row_shard() and
  * regstack_citus_local_shards(), which also take Citus's shard metadata
@@ -52,6 +57,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/typcache.h"
 
 /*
@@ -83,6 +89,7 @@ typedef struct CitusShardRange
 	int64		shard_id;
 	int32		min_hash;
 	int32		max_hash;
+	int32		group_id;		/* of its active placement (the shard map's) */
 } CitusShardRange;
 
 /* Whether the citus extension exists in this database. */
@@ -242,35 +249,6 @@ citus_shard_ranges(Oid relid, int *nranges)
 	return ranges;
 }
 
-/*
- * The shard of hash-distributed relid whose hash range holds hash: its id,
- * and its shard index in *shard_index (55000 if there is none).
- */
-static int64
-citus_shard_of_hash(Oid relid, int32 hash, int *shard_index)
-{
-	int			nranges;
-	CitusShardRange *ranges = citus_shard_ranges(relid, &nranges);
-	int64		shard_id = -1;
-
-	for (int i = 0; i < nranges; i++)
-		if (ranges[i].min_hash <= hash && hash <= ranges[i].max_hash)
-		{
-			shard_id = ranges[i].shard_id;
-			*shard_index = i;
-			break;
-		}
-	if (shard_id < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no shard of table %s holds hash value %d",
-						get_rel_name(relid), hash),
-				 errdetail("Citus's pg_dist_shard lists %d shard(s) of it.", nranges)));
-	if (ranges)
-		pfree(ranges);
-	return shard_id;
-}
-
 /* The node group of shard_id's active placement (55000 if none). */
 static int32
 citus_placement_group(int64 shard_id)
@@ -398,38 +376,154 @@ citus_table_distribution(RegstackTable table, Oid relid, Var **column,
 }
 
 /*
+ * The shard map of each table the direct paths write: Citus's distribution
+ * of the table as last read, kept per backend so that a call reads no
+ * metadata table.  A relcache invalidation of the table (Citus's triggers
+ * on pg_dist_partition, pg_dist_shard and pg_dist_placement send one for
+ * every change of its distribution, shards or placements), of
+ * pg_dist_local_group or pg_dist_node, or of every relation makes it
+ * stale; the next use reads it again with fresh snapshots.
+ */
+typedef struct CitusShardMap
+{
+	bool		valid;
+	Oid			relid;			/* the table it describes */
+	bool		distributed;	/* by hash: the rest is set */
+	TypeCacheEntry *type;		/* the distribution column's type ... */
+	Oid			collation;		/* ... and collation */
+	int32		colocation_id;
+	int			nshards;
+	CitusShardRange *shards;	/* sorted by lowest hash: index = shard index */
+	int32		local_group;	/* this node's group (-1: none) */
+	MemoryContext context;
+} CitusShardMap;
+
+static CitusShardMap citus_maps[RS_NUM_TABLES];
+static Oid	citus_local_group_relid = InvalidOid;
+static Oid	citus_node_relid = InvalidOid;
+static uint64 citus_map_invalidations = 0;
+
+/*
+ * Mark the shard maps stale when a relation they depend on changed: called
+ * by regstack's relcache callback (tables.c) for every invalidation.
+ */
+void
+regstack_citus_invalidate(Oid relid)
+{
+	bool		all = (relid == InvalidOid || relid == citus_local_group_relid ||
+					   relid == citus_node_relid);
+
+	for (int i = 0; i < RS_NUM_TABLES; i++)
+		if (all || relid == citus_maps[i].relid)
+		{
+			citus_maps[i].valid = false;
+			citus_map_invalidations++;
+		}
+}
+
+/* Read table's shard map afresh into *map. */
+static void
+citus_map_build(RegstackTable table, CitusShardMap *map)
+{
+	Var		   *column;
+	CitusShardRange *shards;
+
+	map->valid = false;			/* until it is whole */
+	if (map->context == NULL)
+		map->context = AllocSetContextCreate(CacheMemoryContext,
+											 "regstack shard map",
+											 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(map->context);
+	map->shards = NULL;
+	map->nshards = 0;
+	map->relid = regstack_table_relid(table);
+	map->distributed = citus_table_distribution(table, map->relid, &column,
+												&map->colocation_id);
+	if (!map->distributed)
+		return;
+	citus_local_group_relid = get_relname_relid("pg_dist_local_group",
+												PG_CATALOG_NAMESPACE);
+	citus_node_relid = get_relname_relid("pg_dist_node", PG_CATALOG_NAMESPACE);
+	map->type = lookup_type_cache(column->vartype, TYPECACHE_HASH_PROC_FINFO);
+	if (!OidIsValid(map->type->hash_proc_finfo.fn_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("type %s of table %s's distribution column has no hash function",
+						format_type_be(column->vartype), get_rel_name(map->relid))));
+	map->collation = column->varcollid;
+	shards = citus_shard_ranges(map->relid, &map->nshards);
+	for (int i = 0; i < map->nshards; i++)
+		shards[i].group_id = citus_placement_group(shards[i].shard_id);
+	map->shards = MemoryContextAlloc(map->context,
+									 sizeof(CitusShardRange) * Max(map->nshards, 1));
+	if (map->nshards > 0)
+		memcpy(map->shards, shards, sizeof(CitusShardRange) * map->nshards);
+	map->local_group = citus_local_group();
+}
+
+/* table's shard map, read again if it is stale. */
+static CitusShardMap *
+citus_map(RegstackTable table)
+{
+	CitusShardMap *map = &citus_maps[table];
+	uint64		invalidations_before;
+
+	regstack_relcache_callback_register();
+	if (map->valid && map->relid == regstack_table_relid(table))
+		return map;
+	invalidations_before = citus_map_invalidations;
+	citus_map_build(table, map);
+	/* An invalidation while it was read: use it this once, read it again next time. */
+	map->valid = (citus_map_invalidations == invalidations_before);
+	return map;
+}
+
+/*
  * Where the row of regstack table table whose distribution column holds
  * value lives (value's type is the column's): its shard, and whether that
- * shard's active placement is on this node.  A table Citus does not
- * manage, or one it keeps a copy of on every node (a reference table), is
- * this node's own.
+ * shard's active placement is on this node, as of the last invalidation
+ * this backend accepted.  A table Citus does not manage, or one it keeps a
+ * copy of on every node (a reference table), is this node's own.
  */
 static void
 citus_locate(RegstackTable table, Datum value, CitusLocation *where)
 {
-	Oid			relid = regstack_table_relid(table);
-	Var		   *column;
-	TypeCacheEntry *type;
+	CitusShardMap *map = citus_map(table);
 	int32		hash;
+	int			low = 0;
+	int			high = map->nshards - 1;
 
 	memset(where, 0, sizeof(*where));
 	where->is_local = true;
-	if (!citus_table_distribution(table, relid, &column, &where->colocation_id))
+	if (!map->distributed)
 		return;
+	hash = DatumGetInt32(FunctionCall1Coll(&map->type->hash_proc_finfo,
+										   map->collation, value));
+	/* the shard whose range holds hash: ranges are sorted and disjoint */
+	while (low <= high)
+	{
+		int			mid = low + (high - low) / 2;
 
-	type = lookup_type_cache(column->vartype, TYPECACHE_HASH_PROC_FINFO);
-	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("type %s of table %s's distribution column has no hash function",
-						format_type_be(column->vartype), get_rel_name(relid))));
-	hash = DatumGetInt32(FunctionCall1Coll(&type->hash_proc_finfo,
-										   column->varcollid, value));
-
-	where->distributed = true;
-	where->shard_id = citus_shard_of_hash(relid, hash, &where->shard_index);
-	where->group_id = citus_placement_group(where->shard_id);
-	where->is_local = (where->group_id == citus_local_group());
+		if (hash < map->shards[mid].min_hash)
+			high = mid - 1;
+		else if (hash > map->shards[mid].max_hash)
+			low = mid + 1;
+		else
+		{
+			where->distributed = true;
+			where->shard_id = map->shards[mid].shard_id;
+			where->shard_index = mid;
+			where->colocation_id = map->colocation_id;
+			where->group_id = map->shards[mid].group_id;
+			where->is_local = (where->group_id == map->local_group);
+			return;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("no shard of table %s holds hash value %d",
+					get_rel_name(map->relid), hash),
+			 errdetail("Citus's pg_dist_shard lists %d shard(s) of it.", map->nshards)));
 }
 
 /* Fill in where->node_name and node_port: the primary node of its group. */
@@ -536,6 +630,7 @@ regstack_citus_row_shard(RegstackTable table, Datum value, RegstackShard *shard)
 	}
 	shard->distributed = true;
 	shard->shard_id = where.shard_id;
+	shard->colocation_id = where.colocation_id;
 	shard->is_local = where.is_local;
 	if (where.is_local)
 		shard->relid = citus_shard_relid(table, where.shard_id);
@@ -556,41 +651,51 @@ regstack_citus_row_shard(RegstackTable table, Datum value, RegstackShard *shard)
 List *
 regstack_citus_local_shards(RegstackTable table)
 {
-	Oid			relid = regstack_table_relid(table);
-	Var		   *column;
-	int32		colocation_id;
-	int32		local_group;
-	int			nranges;
-	CitusShardRange *ranges;
+	CitusShardMap *map = citus_map(table);
+	List	   *shard_ids = NIL;
 	List	   *shards = NIL;
+	ListCell   *cell;
 
-	if (!citus_table_distribution(table, relid, &column, &colocation_id))
+	if (!map->distributed)
 		return NIL;
-	local_group = citus_local_group();
-	ranges = citus_shard_ranges(relid, &nranges);
-	for (int i = 0; i < nranges; i++)
+	for (int i = 0; i < map->nshards; i++)
 	{
 		CitusLocation where;
-		RegstackShard *shard;
 
-		if (citus_placement_group(ranges[i].shard_id) != local_group)
+		if (map->shards[i].group_id != map->local_group)
 			continue;
 		memset(&where, 0, sizeof(where));
-		where.shard_id = ranges[i].shard_id;
+		where.shard_id = map->shards[i].shard_id;
 		where.shard_index = i;
-		where.colocation_id = colocation_id;
+		where.colocation_id = map->colocation_id;
 		citus_lock_shard_metadata(&where);
-		AcceptInvalidationMessages();
-		/* moved away before the lock was granted: no longer ours */
-		if (citus_placement_group(ranges[i].shard_id) != local_group)
-			continue;
-		shard = palloc0(sizeof(RegstackShard));
-		shard->distributed = true;
-		shard->shard_id = ranges[i].shard_id;
-		shard->is_local = true;
-		shard->relid = citus_shard_relid(table, ranges[i].shard_id);
-		shards = lappend(shards, shard);
+		shard_ids = lappend(shard_ids, palloc(sizeof(int64)));
+		*(int64 *) llast(shard_ids) = where.shard_id;
 	}
+	/* after the locks: which of them are still placed here */
+	AcceptInvalidationMessages();
+	map = citus_map(table);
+	foreach(cell, shard_ids)
+	{
+		int64		shard_id = *(int64 *) lfirst(cell);
+
+		for (int i = 0; map->distributed && i < map->nshards; i++)
+		{
+			RegstackShard *shard;
+
+			if (map->shards[i].shard_id != shard_id ||
+				map->shards[i].group_id != map->local_group)
+				continue;
+			shard = palloc0(sizeof(RegstackShard));
+			shard->distributed = true;
+			shard->shard_id = shard_id;
+			shard->colocation_id = map->colocation_id;
+			shard->is_local = true;
+			shard->relid = citus_shard_relid(table, shard_id);
+			shards = lappend(shards, shard);
+		}
+	}
+	list_free_deep(shard_ids);
 	return shards;
 }
 
@@ -634,6 +739,7 @@ regstack_token_node(PG_FUNCTION_ARGS)
 	}
 	else
 	{
+		AcceptInvalidationMessages();	/* as of now, not of the transaction's start */
 		citus_locate(RS_TABLE_TOKENS, Int32GetDatum(regstack_token_tag(token)),
 					 &where);
 		citus_node(&where);
@@ -649,6 +755,7 @@ regstack_rate_limit_node(PG_FUNCTION_ARGS)
 										REGSTACK_MAX_RATE_KEY_BYTES, true);
 	CitusLocation where;
 
+	AcceptInvalidationMessages();	/* as of now, not of the transaction's start */
 	citus_locate(RS_TABLE_RATE_STATE, PointerGetDatum(key), &where);
 	citus_node(&where);
 	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));

@@ -148,6 +148,7 @@ typedef struct RegstackShard
 	bool		distributed;	/* false: the table is this node's own */
 	int64		shard_id;
 	bool		is_local;		/* its active placement is on this node */
+	int32		colocation_id;	/* the table's colocation group */
 	Oid			relid;			/* the shard table, when local */
 	char	   *node_name;		/* the placement's node, when not local */
 	int32		node_port;
@@ -169,6 +170,22 @@ extern void regstack_citus_row_shard(RegstackTable table, Datum value,
  * List of RegstackShard, NIL when Citus does not distribute the table.
  */
 extern List *regstack_citus_local_shards(RegstackTable table);
+
+/* Mark the shard maps that depend on relid (InvalidOid: all) stale. */
+extern void regstack_citus_invalidate(Oid relid);
+
+/* ---- citus_route.c: a whole call sent to the node of its shard ---- */
+
+/*
+ * Run call (a function call in FROM: $1 the distribution value of table,
+ * $2... its other arguments) on the node holding that shard, inside this
+ * transaction; plans[2] caches the statements.  Inside
+ * regstack_begin_call(); the rows are left in SPI_tuptable.
+ */
+extern void regstack_citus_route(RegstackTable table, SPIPlanPtr *plans,
+								 const char *call, int nargs,
+								 const Oid *argtypes, Datum *values,
+								 const char *nulls);
 
 
 /* ---- heap_access.c: shared by the direct heap and index paths ---- */

@@ -22,6 +22,9 @@
  *
  * The tables are opened through tables.c, which refuses them when they
  * have anything these direct writes would skip, and maps the columns.
+ * When Citus distributes them (by key, colocated), what is opened is the
+ * key's shard of each, if this node holds it, under the shard's metadata
+ * lock (citus.c, docs/citus.md); otherwise the caller routes the call.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,22 +40,68 @@
 #include "utils/snapmgr.h"
 
 /*
- * Open the tables, for writing when writer names the calling function
- * (25006 in read-only transactions), else for reading.
+ * Open table for a call on k in lockmode: the table, or when Citus
+ * distributes it its shard of k if on this node (locked by citus.c;
+ * *shard_info gets where its columns are), or NULL when that shard is on
+ * another node.  *shard says where the shard is.
  */
-void
-regstack_rate_store_open(RegstackRateStore *store, const char *writer)
+static Relation
+rate_store_open_table(RegstackTable table, LOCKMODE lockmode,
+					  const RegstackRateKey *k, RegstackTableInfo *shard_info,
+					  const RegstackTableInfo **info, RegstackShard *shard)
+{
+	Relation	rel = regstack_table_open(table, lockmode, info);
+
+	memset(shard, 0, sizeof(*shard));
+	if (!(*info)->distributed)
+		return rel;
+	table_close(rel, NoLock);
+	regstack_citus_row_shard(table, PointerGetDatum(k->key), shard);
+	if (!shard->is_local)
+		return NULL;
+	*info = shard_info;
+	return regstack_table_open_shard(table, shard->relid, lockmode, shard_info);
+}
+
+/* 55000: the rate-limit tables are not distributed together. */
+static void
+rate_store_not_colocated(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("tables regstack.auth_rate_limit_state and regstack.auth_rate_limit_events are not distributed together"),
+			 errdetail("A rate-limit call reads and writes both tables on one node, so Citus must distribute both by key, colocated."),
+			 errhint("Distribute the events with colocate_with => 'regstack.auth_rate_limit_state'.")));
+}
+
+/* Open the tables for a call on k; see rate_limits.h. */
+bool
+regstack_rate_store_open(RegstackRateStore *store, const char *writer,
+						 const RegstackRateKey *k)
 {
 	LOCKMODE	lockmode = writer ? RowExclusiveLock : AccessShareLock;
+	RegstackShard state_shard;
+	RegstackShard events_shard;
 
 	if (writer)
 		PreventCommandIfReadOnly(writer);
-	store->state_rel = regstack_table_open(RS_TABLE_RATE_STATE, lockmode,
-										   &store->state_info);
+	store->state_rel = rate_store_open_table(RS_TABLE_RATE_STATE, lockmode, k,
+											 &store->state_shard_info,
+											 &store->state_info, &state_shard);
+	if (store->state_rel == NULL)
+	{
+		/* the other table must be on the same node, and is checked there */
+		return false;
+	}
+	store->events_rel = rate_store_open_table(RS_TABLE_RATE_EVENTS, lockmode, k,
+											  &store->events_shard_info,
+											  &store->events_info, &events_shard);
+	if (store->events_rel == NULL ||
+		state_shard.distributed != events_shard.distributed ||
+		state_shard.colocation_id != events_shard.colocation_id)
+		rate_store_not_colocated();
 	store->state_index =
 		index_open(RelationGetPrimaryKeyIndex(store->state_rel, false), lockmode);
-	store->events_rel = regstack_table_open(RS_TABLE_RATE_EVENTS, lockmode,
-											&store->events_info);
 	store->events_index =
 		index_open(RelationGetPrimaryKeyIndex(store->events_rel, false), lockmode);
 	store->snapshot = NULL;
@@ -64,6 +113,7 @@ regstack_rate_store_open(RegstackRateStore *store, const char *writer)
 													   &TTSOpsVirtual);
 	memset(&store->state_indexes, 0, sizeof(store->state_indexes));
 	memset(&store->event_indexes, 0, sizeof(store->event_indexes));
+	return true;
 }
 
 /* Close what regstack_rate_store_open() opened (locks stay till commit). */

@@ -54,6 +54,14 @@
  * after any leftover events (next_seq = max(seq) + 1), with its pointer
  * unknown, and counts them.
  *
+ * Citus.  When Citus distributes the state and events tables (by key,
+ * colocated), a call on the node holding the key's shards works on them
+ * directly (rate_limit_store.c); elsewhere rate_limit_check and
+ * rate_limit_record are sent whole to that node (citus_route.c), so that
+ * every decision about a key is taken on one node under its locks.
+ * rate_limit_reset's statements are routed by Citus, and the purge runs on
+ * each shard on this node (docs/citus.md).
+ *
  * rate_limit_reset and the purge run their SQL inside regstack_begin_call().
  *
  *-------------------------------------------------------------------------
@@ -62,6 +70,7 @@
 #include "purge.h"
 #include "stats.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -71,6 +80,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(regstack_rate_limit_check);
@@ -326,14 +336,23 @@ rate_limits_write(RateLimitCall *call)
 /*
  * A call on k (see the file header and docs/rate-limits.md): read, decide,
  * and write or lock as the decision needs, reading again whenever the key
- * changed under the read.
+ * changed under the read.  False, with nothing done, when Citus holds the
+ * key's rows in a shard on another node: the caller routes the call there.
  */
-static void
+static bool
 rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 				 int32 max_events, int64 window_us, RateLimitOutcome *out)
 {
 	RateLimitCall *call = palloc0(sizeof(RateLimitCall));
 	ErrorContextCallback context;
+
+	if (!regstack_rate_store_open(&call->store,
+								  mode == RATE_LIMITS_RECORD ? "rate_limit_record()" :
+								  "rate_limit_check()", k))
+	{
+		pfree(call);
+		return false;
+	}
 
 	call->k = k;
 	ItemPointerSetInvalid(&call->locked_tid);
@@ -345,9 +364,6 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
-	regstack_rate_store_open(&call->store,
-							 mode == RATE_LIMITS_RECORD ? "rate_limit_record()" :
-							 "rate_limit_check()");
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -397,6 +413,67 @@ rate_limits_call(const RegstackRateKey *k, RateLimitMode mode,
 								   mode != RATE_LIMITS_CHECK_ONLY && out->allowed);
 	error_context_stack = context.previous;
 	pfree(call);
+	return true;
+}
+
+/* ---- calls whose key is in a shard on another node (Citus) ---- */
+
+/*
+ * rate_limit_check(k, max_events, window_us, record) run on the node that
+ * holds k's shard (citus_route.c), with the numbers this node resolved;
+ * its row goes into rsinfo's result set.  That node counts the call in its
+ * regstack.stats.
+ */
+static void
+rate_limits_check_routed(const RegstackRateKey *k, int32 max_events,
+						 int64 window_us, bool record, ReturnSetInfo *rsinfo)
+{
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static const Oid argtypes[5] = {TEXTOID, TEXTOID, INT4OID, INTERVALOID,
+	BOOLOID};
+	Interval   *within = palloc0(sizeof(Interval));
+	RegstackCall call;
+	Datum		args[5];
+	Datum		values[4];
+	bool		nulls[4];
+
+	within->time = window_us;
+	args[0] = PointerGetDatum(k->key);
+	args[1] = PointerGetDatum(k->event_type);
+	args[2] = Int32GetDatum(max_events);
+	args[3] = IntervalPGetDatum(within);
+	args[4] = BoolGetDatum(record);
+	regstack_begin_call(&call);
+	regstack_citus_route(RS_TABLE_RATE_STATE, plans,
+						 "regstack.rate_limit_check($1, $2, $3, $4, $5)",
+						 5, argtypes, args, NULL);
+	if (SPI_processed != 1)
+		elog(ERROR, "a routed rate_limit_check returned " UINT64_FORMAT " rows",
+			 SPI_processed);
+	for (int i = 0; i < 4; i++)
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  i + 1, &nulls[i]);
+	/* the tuplestore copies the values before SPI frees them */
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	regstack_end_call(&call);
+}
+
+/* rate_limit_record(k) run on the node that holds k's shard. */
+static void
+rate_limits_record_routed(const RegstackRateKey *k)
+{
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static const Oid argtypes[2] = {TEXTOID, TEXTOID};
+	RegstackCall call;
+	Datum		args[2];
+
+	args[0] = PointerGetDatum(k->key);
+	args[1] = PointerGetDatum(k->event_type);
+	regstack_begin_call(&call);
+	regstack_citus_route(RS_TABLE_RATE_STATE, plans,
+						 "regstack.rate_limit_record($1, $2)",
+						 2, argtypes, args, NULL);
+	regstack_end_call(&call);
 }
 
 /* ---- SQL functions ---- */
@@ -483,8 +560,12 @@ regstack_rate_limit_check(PG_FUNCTION_ARGS)
 			window_us = policy->within_us;
 	}
 
-	rate_limits_call(&k, record ? RATE_LIMITS_CHECK_RECORD : RATE_LIMITS_CHECK_ONLY,
-					 max_events, window_us, &outcome);
+	if (!rate_limits_call(&k, record ? RATE_LIMITS_CHECK_RECORD : RATE_LIMITS_CHECK_ONLY,
+						  max_events, window_us, &outcome))
+	{
+		rate_limits_check_routed(&k, max_events, window_us, record, rsinfo);
+		return (Datum) 0;
+	}
 
 	values[0] = BoolGetDatum(outcome.allowed);
 	values[1] = Int32GetDatum(outcome.remaining);
@@ -502,7 +583,8 @@ regstack_rate_limit_record(PG_FUNCTION_ARGS)
 	RateLimitOutcome outcome;
 
 	rate_limits_key_args(fcinfo, &k, NULL);
-	rate_limits_call(&k, RATE_LIMITS_RECORD, 0, 0, &outcome);
+	if (!rate_limits_call(&k, RATE_LIMITS_RECORD, 0, 0, &outcome))
+		rate_limits_record_routed(&k);
 	PG_RETURN_VOID();
 }
 
@@ -575,11 +657,11 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
  * many and the last ctid deleted.  A state row goes once its newest event
  * is past the cutoff.
  */
-#define RATE_LIMITS_PURGE_SQL(table, alias, stamp) \
+#define RATE_LIMITS_PURGE_SQL(alias, stamp) \
 	"WITH deleted AS (" \
-	" DELETE FROM regstack." table \
+	" DELETE FROM %1$s" \
 	" WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(" \
-	"   SELECT " alias ".ctid FROM regstack." table " " alias \
+	"   SELECT " alias ".ctid FROM %1$s " alias \
 	"   LEFT JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))" \
 	"     AS p(event_type, cutoff)" \
 	"     ON p.event_type OPERATOR(pg_catalog.=) " alias ".event_type" \
@@ -588,6 +670,62 @@ regstack_rate_limit_reset(PG_FUNCTION_ARGS)
 	"   LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED))" \
 	" RETURNING ctid)" \
 	" SELECT pg_catalog.count(*), pg_catalog.max(ctid) FROM deleted"
+
+/* The purge statement of the events (%1$s: the table or a shard of it). */
+#define RATE_LIMITS_PURGE_EVENTS_SQL \
+	RATE_LIMITS_PURGE_SQL("e", "e.occurred_at")
+
+/* The purge statement of the state rows (%1$s: the table or a shard of it). */
+#define RATE_LIMITS_PURGE_STATE_SQL \
+	RATE_LIMITS_PURGE_SQL("s", "COALESCE(s.last_at, s.clock_at)")
+
+static const Oid rate_limits_purge_argtypes[5] = {INT8OID, TEXTARRAYOID,
+TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIDOID};
+
+/*
+ * When Citus distributes the rate-limit tables: run the purge statement
+ * sql (values: its arguments but the ctid) on each shard of table on this
+ * node, from its start, each under its metadata lock (citus.c), until
+ * limit rows are deleted (limit <= 0: all); how many were.
+ */
+static int64
+rate_limits_purge_shards(RegstackTable table, const char *sql, int64 limit,
+						 Datum *values, char *nulls, const char *what)
+{
+	List	   *shards = regstack_citus_local_shards(table);
+	ListCell   *cell;
+	int64		deleted = 0;
+
+	foreach(cell, shards)
+	{
+		RegstackShard *shard = (RegstackShard *) lfirst(cell);
+		RegstackTableInfo info;
+		ItemPointerData after;
+		SPIPlanPtr	plan;
+
+		if (limit > 0 && deleted >= limit)
+			break;
+		/* the same check as the table's, and its lock */
+		table_close(regstack_table_open_shard(table, shard->relid,
+											  RowExclusiveLock, &info),
+					NoLock);
+		plan = SPI_prepare(psprintf(sql,
+									quote_qualified_identifier(get_namespace_name(get_rel_namespace(shard->relid)),
+															   get_rel_name(shard->relid))),
+						   5, (Oid *) rate_limits_purge_argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (limit > 0)
+			values[0] = Int64GetDatum(limit - deleted);
+		ItemPointerSet(&after, 0, 0);
+		values[4] = PointerGetDatum(&after);
+		deleted += regstack_execute_counted_delete(plan, values, nulls, &after,
+												   what);
+		SPI_freeplan(plan);
+	}
+	list_free_deep(shards);
+	return deleted;
+}
 
 /* A purge of rate-limit rows that starts at the beginning of both tables. */
 void
@@ -604,8 +742,6 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 {
 	static SPIPlanPtr events_plan = NULL;
 	static SPIPlanPtr state_plan = NULL;
-	static const Oid purge_argtypes[5] = {INT8OID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIDOID};
 	const RegstackRateLimitPolicy *policies;
 	int			npolicies;
 	Datum	   *types;
@@ -614,10 +750,15 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		deleted = 0;
+	bool		distributed;
 
 	PreventCommandIfReadOnly("purge_expired()");
-	regstack_table_check(RS_TABLE_RATE_EVENTS, RowExclusiveLock);
-	regstack_table_check(RS_TABLE_RATE_STATE, RowExclusiveLock);
+	distributed = regstack_table_distributed(RS_TABLE_RATE_EVENTS, RowExclusiveLock);
+	if (regstack_table_distributed(RS_TABLE_RATE_STATE, RowExclusiveLock) != distributed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tables regstack.auth_rate_limit_state and regstack.auth_rate_limit_events are not distributed together"),
+				 errhint("Distribute the events with colocate_with => 'regstack.auth_rate_limit_state'.")));
 
 	/* The cutoff of each event type with a policy, and of all others. */
 	policies = regstack_rate_limit_policies(&npolicies);
@@ -639,16 +780,35 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 	if (limit <= 0)
 		nulls[0] = 'n';
 
+	/*
+	 * Distributed: each local shard from its start (the cursor is for one
+	 * table); a batch that deletes fewer than limit ends the reaper's pass.
+	 */
+	if (distributed)
+	{
+		deleted = rate_limits_purge_shards(RS_TABLE_RATE_EVENTS,
+										   RATE_LIMITS_PURGE_EVENTS_SQL, limit,
+										   values, nulls, "stale rate-limit events");
+		if (limit > 0 && deleted >= limit)
+			return deleted;
+		cursor->events_done = true;
+		return deleted +
+			rate_limits_purge_shards(RS_TABLE_RATE_STATE,
+									 RATE_LIMITS_PURGE_STATE_SQL,
+									 limit > 0 ? limit - deleted : 0,
+									 values, nulls, "stale rate-limit state");
+	}
+
 	if (!cursor->events_done)
 	{
 		regstack_plan(&events_plan,
-					  RATE_LIMITS_PURGE_SQL("auth_rate_limit_events", "e",
-											"e.occurred_at"),
-					  5, purge_argtypes);
+					  psprintf(RATE_LIMITS_PURGE_EVENTS_SQL,
+							   "regstack.auth_rate_limit_events"),
+					  5, rate_limits_purge_argtypes);
 		values[4] = PointerGetDatum(&cursor->events_after);
 		deleted = regstack_execute_counted_delete(events_plan, values, nulls,
-										 &cursor->events_after,
-										 "stale rate-limit events");
+												  &cursor->events_after,
+												  "stale rate-limit events");
 		if (limit > 0 && deleted >= limit)
 			return deleted;
 		cursor->events_done = true;
@@ -658,12 +818,12 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 
 	/* State rows whose newest event is past the same cutoff. */
 	regstack_plan(&state_plan,
-				  RATE_LIMITS_PURGE_SQL("auth_rate_limit_state", "s",
-										"COALESCE(s.last_at, s.clock_at)"),
-				  5, purge_argtypes);
+				  psprintf(RATE_LIMITS_PURGE_STATE_SQL,
+						   "regstack.auth_rate_limit_state"),
+				  5, rate_limits_purge_argtypes);
 	values[4] = PointerGetDatum(&cursor->state_after);
 	deleted += regstack_execute_counted_delete(state_plan, values, nulls,
-									  &cursor->state_after,
-									  "stale rate-limit state");
+											   &cursor->state_after,
+											   "stale rate-limit state");
 	return deleted;
 }

@@ -50,6 +50,8 @@ typedef struct RegstackRateState
 /* The open rate-limit tables, and the snapshot a call reads them with. */
 typedef struct RegstackRateStore
 {
+	RegstackTableInfo state_shard_info; /* when distributed: the shards' */
+	RegstackTableInfo events_shard_info;
 	Relation	state_rel;
 	const RegstackTableInfo *state_info;
 	Relation	state_index;
@@ -65,9 +67,15 @@ typedef struct RegstackRateStore
 	RegstackIndexWriter event_indexes;
 } RegstackRateStore;
 
-/* Open the tables (writer: the function writing, 25006 when read-only). */
-extern void regstack_rate_store_open(RegstackRateStore *store,
-									 const char *writer);
+/*
+ * Open the tables for a call on k (writer: the function writing, 25006
+ * when read-only).  When Citus distributes them: their shards of k on this
+ * node, under the shards' metadata lock; false, with nothing open, when
+ * those shards are on another node.
+ */
+extern bool regstack_rate_store_open(RegstackRateStore *store,
+									 const char *writer,
+									 const RegstackRateKey *k);
 extern void regstack_rate_store_close(RegstackRateStore *store);
 
 /* A new statement: see committed work and this transaction's own. */

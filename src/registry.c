@@ -7,8 +7,9 @@
  *
  * Cache.  Callers need a registry row on every call, so each backend loads
  * a registry table once (as the table owner, through SPI) into an array
- * sorted bytewise by key, and finds rows by binary search.  A relcache
- * callback marks the cache stale when the table is invalidated; the next
+ * sorted bytewise by key, and finds rows by binary search.  regstack's
+ * relcache callback (tables.c) marks the cache stale when the table is
+ * invalidated; the next
  * lookup reloads it: in the same transaction for the backend that changed
  * the table, at its next transaction for every other one.  A reload reads
  * the latest committed rows (a fresh snapshot, not the caller's): a cache
@@ -50,16 +51,27 @@
 
 PG_FUNCTION_INFO_V1(regstack_registry_trigger);
 
-/* Mark a cache stale when its table (or every relation) was invalidated. */
-static void
-registry_relcache_callback(Datum arg, Oid relid)
-{
-	RegstackRegistryCache *cache = (RegstackRegistryCache *) DatumGetPointer(arg);
+/* The caches loaded so far (one per registry table), for invalidation. */
+static RegstackRegistryCache *registry_caches[8];
+static int	registry_ncaches = 0;
 
-	if (relid == InvalidOid || relid == cache->relid)
+/*
+ * Mark a cache stale when its table (or every relation) was invalidated:
+ * called by regstack's relcache callback (tables.c) for every
+ * invalidation.
+ */
+void
+regstack_registry_invalidate(Oid relid)
+{
+	for (int i = 0; i < registry_ncaches; i++)
 	{
-		cache->valid = false;
-		cache->invalidations++;
+		RegstackRegistryCache *cache = registry_caches[i];
+
+		if (relid == InvalidOid || relid == cache->relid)
+		{
+			cache->valid = false;
+			cache->invalidations++;
+		}
 	}
 }
 
@@ -73,8 +85,10 @@ registry_load(RegstackRegistryCache *cache)
 
 	if (cache->context == NULL)
 	{
-		CacheRegisterRelcacheCallback(registry_relcache_callback,
-									  PointerGetDatum(cache));
+		if (registry_ncaches >= lengthof(registry_caches))
+			elog(ERROR, "too many regstack registry caches");
+		regstack_relcache_callback_register();
+		registry_caches[registry_ncaches++] = cache;
 		cache->context = AllocSetContextCreate(TopMemoryContext,
 											   "regstack registry cache",
 											   ALLOCSET_SMALL_SIZES);

@@ -182,6 +182,14 @@ typedef struct RegstackRegistryCache
 
 /* Reload the cache if stale (runs as the table owner, any context). */
 extern void regstack_registry_refresh(RegstackRegistryCache *cache);
+/* Mark the caches of relid (InvalidOid: all) stale; from the relcache callback. */
+extern void regstack_registry_invalidate(Oid relid);
+
+/*
+ * Register regstack's one relcache callback (tables.c), which invalidates
+ * the table checks, the registry caches and Citus's shard maps; idempotent.
+ */
+extern void regstack_relcache_callback_register(void);
 /* The entry with that key, or NULL; valid until the next lookup. */
 extern const void *regstack_registry_find(RegstackRegistryCache *cache,
 										  const char *key);

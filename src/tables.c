@@ -13,10 +13,10 @@
  * So that no call ever does silently less than the SQL it replaces, every
  * call first makes sure that each table it touches has none of those
  * beyond what regstack ships, and otherwise fails with 55000 naming the
- * difference and how to undo it.  The tokens table may be distributed by
- * Citus (by subject_tag): then the shards on this node are what the direct
- * paths write, and each is checked the same way when opened
- * (docs/citus.md).  The SQL paths (revoke_tokens, the caps,
+ * difference and how to undo it.  The tables may be distributed by Citus
+ * (the tokens by subject_tag, the rate-limit tables by key): then the
+ * shards on this node are what the direct paths write, and each is
+ * checked the same way when opened (docs/citus.md).  The SQL paths (revoke_tokens, the caps,
  * rate_limit_reset, purges) are checked the same way, so that a table has
  * one behaviour whichever function touches it.  Allowed: indexes a DBA adds
  * (the direct paths give every index its entry, with its unique or
@@ -181,10 +181,33 @@ static uint64 tables_shard_invalidations = 0;
  */
 static uint64 tables_invalidations = 0;
 
-/* Forget everything when one of the tables (or every relation) changed. */
+static void tables_relcache_callback(Datum arg, Oid relid);
+
+/*
+ * Register regstack's one relcache callback, once per backend: PostgreSQL
+ * has a few slots for them (10 in 15), shared with every other extension
+ * (Citus takes five), so the registry caches and Citus's shard maps are
+ * invalidated from it too.
+ */
+void
+regstack_relcache_callback_register(void)
+{
+	if (!tables_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(tables_relcache_callback, (Datum) 0);
+		tables_callback_registered = true;
+	}
+}
+
+/*
+ * Forget everything when one of the tables (or every relation) changed;
+ * pass every invalidation on to the registry caches and the shard maps.
+ */
 static void
 tables_relcache_callback(Datum arg, Oid relid)
 {
+	regstack_registry_invalidate(relid);
+	regstack_citus_invalidate(relid);
 	tables_shard_invalidations++;
 	if (tables_shards != NULL)
 	{
@@ -276,11 +299,7 @@ tables_lookup(RegstackTableProblem *problem)
 	char	   *version;
 	HeapTuple	class_tuple;
 
-	if (!tables_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(tables_relcache_callback, (Datum) 0);
-		tables_callback_registered = true;
-	}
+	regstack_relcache_callback_register();
 
 	extoid = get_extension_oid("regstack", true);
 	namespace_oid = get_namespace_oid("regstack", true);
@@ -663,28 +682,29 @@ tables_verify(RegstackTable table, Relation rel, RegstackTableInfo *info,
 							 pstrdup("regstack's functions read and write heap tuples directly."),
 							 psprintf("ALTER TABLE %s SET ACCESS METHOD heap;", name));
 	/*
-	 * The tokens table distributed by Citus: calls write its shards, each
+	 * A table distributed by Citus (hash): calls write its shards, each
 	 * checked when opened (regstack_table_open_shard()), or reach them
 	 * through SQL that Citus routes; the shell table itself is never
 	 * written, so only its columns matter here (its trigger on the
-	 * coordinator is Citus's own).  citus.c checks the distribution column.
-	 * Other tables are not supported distributed yet.  Citus's
+	 * coordinator is Citus's own).  citus.c checks the distribution column
+	 * and rate_limit_store.c the colocation of the rate-limit tables.
+	 * Reference and Citus local tables are refused.  Citus's
 	 * undistribute_table() refuses an extension's table, so the way back
 	 * is to make the extension again (its rows are lost).
 	 */
 	info->distributed = false;
 	if (tables_citus_managed(info->relid, &citus_method))
 	{
-		if (table == RS_TABLE_TOKENS && citus_method == 'h')
+		if (citus_method == 'h')
 		{
 			info->distributed = true;
 			return tables_verify_columns(rel, shape, info, problem);
 		}
 		return tables_refuse(problem,
-							 citus_method == 'h' ?
-							 psprintf("table %s is distributed by Citus", name) :
-							 psprintf("table %s is a Citus reference or local table", name),
-							 pstrdup("Of regstack's tables only regstack.auth_ephemeral_tokens may be distributed so far (by subject_tag); the functions on this one would read and write the node's local table, not the shards."),
+							 citus_method == 'n' ?
+							 psprintf("table %s is a Citus reference or local table", name) :
+							 psprintf("table %s is distributed by Citus, but not by hash", name),
+							 pstrdup("regstack's tables may be distributed by hash (the tokens by subject_tag, the rate-limit tables by key), not copied to every node or kept on the coordinator."),
 							 pstrdup("Recreate the extension with its tables local: DROP EXTENSION regstack CASCADE, drop the shard tables it leaves in schema regstack, then CREATE EXTENSION regstack."));
 	}
 	if (form->relispartition)

@@ -120,27 +120,77 @@ tokens_check_mode(const RegstackTokenFields *fields)
 	"   ORDER BY created_at DESC, token_hash DESC LIMIT $3))"
 
 /*
- * When Citus distributes the tokens table: the qualified name of the
- * subject's shard, which must be on this node (with its metadata lock,
- * citus.c).  The cap's advisory lock serializes the issues of a subject
- * only among the sessions of one node, so they all run on the node that
- * holds the subject's shard; elsewhere 55000 names that node.
+ * Issue the token on the node that holds the subject's shard, for a type
+ * with a cap: the whole issue_token call, routed there (citus_route.c),
+ * where the cap's lock serializes it with every other issue of the
+ * subject.  Returns the token, palloc'd.
  */
 static char *
-tokens_cap_shard(const RegstackTokenType *type, int32 subject_tag)
+tokens_issue_on_owner(const RegstackTokenType *type,
+					  const RegstackTokenFields *fields, const Interval *ttl,
+					  int32 subject_tag)
+{
+	/* The field passed as each issue_token argument from $5 on. */
+	static const RegstackTokenField field_args[] = {
+		RS_FIELD_PROVIDER, RS_FIELD_NONCE, RS_FIELD_CODE_VERIFIER,
+		RS_FIELD_CHALLENGE, RS_FIELD_REDIRECT_TO, RS_FIELD_MODE,
+		RS_FIELD_LINKING_USER_ID, RS_FIELD_RESULT, RS_FIELD_PAYLOAD
+	};
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static const Oid argtypes[13] = {
+		INT4OID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID
+	};
+	MemoryContext caller_context = CurrentMemoryContext;
+	Datum		args[13];
+	char		nulls[13];
+	RegstackCall call;
+	char	   *token;
+	bool		isnull;
+	Datum		value;
+
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int32GetDatum(subject_tag);
+	args[1] = CStringGetTextDatum(type->name);
+	args[2] = PointerGetDatum(fields->value[RS_FIELD_SUBJECT]);
+	args[3] = IntervalPGetDatum(ttl);
+	for (int i = 0; i < lengthof(field_args); i++)
+	{
+		args[4 + i] = PointerGetDatum(fields->value[field_args[i]]);
+		if (fields->value[field_args[i]] == NULL)
+			nulls[4 + i] = 'n';
+	}
+	regstack_begin_call(&call);
+	regstack_citus_route(RS_TABLE_TOKENS, plans,
+						 "regstack.issue_token($2, $3, $4, $5, $6, $7, $8, $9,"
+						 " $10, $11, $12, $13)",
+						 13, argtypes, args, nulls);
+	if (SPI_processed != 1)
+		elog(ERROR, "a routed issue_token returned " UINT64_FORMAT " rows",
+			 SPI_processed);
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "a routed issue_token returned NULL");
+	token = MemoryContextStrdup(caller_context, TextDatumGetCString(value));
+	regstack_end_call(&call);
+	return token;
+}
+
+/*
+ * When Citus distributes the tokens table: the qualified name of the
+ * subject's shard if it is on this node (with its metadata lock,
+ * citus.c), else NULL.  The cap's advisory lock serializes the issues of a
+ * subject only among the sessions of one node, so they all run on the
+ * node that holds the subject's shard.
+ */
+static char *
+tokens_cap_shard(int32 subject_tag)
 {
 	RegstackShard shard;
 
 	regstack_citus_row_shard(RS_TABLE_TOKENS, Int32GetDatum(subject_tag), &shard);
 	if (!shard.is_local)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tokens of type \"%s\" are issued only on the node that holds their subject's shard",
-						type->name),
-				 errdetail("The type caps live tokens per subject, which regstack enforces exactly on that node only; shard " INT64_FORMAT " is on node %s:%d.",
-						   shard.shard_id, shard.node_name, shard.node_port),
-				 errhint("Send the call to node %s:%d.",
-						 shard.node_name, shard.node_port)));
+		return NULL;
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(shard.relid)),
 									  get_rel_name(shard.relid));
 }
@@ -155,8 +205,12 @@ tokens_cap_shard(const RegstackTokenType *type, int32 subject_tag)
  * and SERIALIZABLE the transaction snapshot is the crosscheck, as in
  * PostgreSQL's foreign-key checks: deleting a row that snapshot cannot see
  * is a serialization failure (40001) instead of a silent overshoot.
+ *
+ * When Citus distributes the table, the trim runs on the subject's shard,
+ * and only on the node that holds it; elsewhere this returns false, doing
+ * nothing, and the caller issues the token on that node.
  */
-static void
+static bool
 tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 				   int32 subject_tag)
 {
@@ -168,10 +222,11 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 	char	   *shard_name = NULL;
 	int			status;
 
+	if (regstack_table_distributed(RS_TABLE_TOKENS, RowExclusiveLock) &&
+		(shard_name = tokens_cap_shard(subject_tag)) == NULL)
+		return false;
 	regstack_xact_lock(REGSTACK_LOCK_CLASS_TOKEN_CAP, type->name,
 					   text_to_cstring(subject));
-	if (regstack_table_distributed(RS_TABLE_TOKENS, RowExclusiveLock))
-		shard_name = tokens_cap_shard(type, subject_tag);
 	regstack_begin_call(&call);
 	if (shard_name == NULL)
 		plan = regstack_plan(&trim_plan, psprintf(TOKENS_TRIM_SQL,
@@ -196,6 +251,7 @@ tokens_enforce_cap(const RegstackTokenType *type, text *subject,
 	if (shard_name != NULL)
 		SPI_freeplan(plan);
 	regstack_end_call(&call);
+	return true;
 }
 
 /*
@@ -250,8 +306,9 @@ regstack_issue(const char *type_name, const RegstackTokenFields *fields,
 		subject_tag = regstack_random_subject_tag();
 	else
 		subject_tag = regstack_subject_tag(fields->value[RS_FIELD_SUBJECT]);
-	if (type.max_live_per_subject > 0 && fields->value[RS_FIELD_SUBJECT])
-		tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT], subject_tag);
+	if (type.max_live_per_subject > 0 && fields->value[RS_FIELD_SUBJECT] &&
+		!tokens_enforce_cap(&type, fields->value[RS_FIELD_SUBJECT], subject_tag))
+		return tokens_issue_on_owner(&type, fields, ttl, subject_tag);
 
 	token = regstack_new_token(subject_tag);
 	now_ts = GetCurrentTimestamp();

@@ -22,10 +22,16 @@
 # are issued on its source worker and through the coordinator, a restart
 # of the target, and every one of those tokens consumed exactly once.
 #
-# Then the table guard (src/tables.c): once the rate-limit state table is
-# distributed, rate-limit calls fail on every node with 55000 naming Citus
-# (not supported yet), token calls still work, and each node's reaper says
-# so with a WARNING instead of failing: "test citus_guard ... ok".
+# Then "test citus_guard": with the rate-limit state table distributed
+# and its events table not, rate-limit calls fail on every node with 55000
+# (a call needs both on one node), token calls still work, and each
+# node's reaper warns instead of failing.  Then "test citus_rate_limits",
+# with the events distributed too, colocated: a limit called from three
+# nodes in turn, record, reset and record => false from any node, routed
+# calls in transactions (rolled back; committed on two workers with
+# two-phase commit), 32 concurrent calls on one key through three nodes
+# (exactly the limit allowed), a key exhausted before its shard moved
+# denied after, and stale rows purged from the workers' shards.
 #
 # Last, with those tables distributed, regstack.token_node() and
 # regstack.rate_limit_node() (src/citus.c) must name on every node the
@@ -196,27 +202,29 @@ for n in 1 0; do
 done
 echo "revoke_tokens on any node: every token of the subject, once"
 
-# A per-subject cap (password_reset: 3) holds on the node of the subject's
-# shard; elsewhere the call is refused with that node's name.
-token=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'capped')")
-owner_port=$(q 0 "SELECT node_port FROM regstack.token_node('$token')")
-owner=$(node_of_port "$owner_port")
-other=$(( 3 - owner ))
-for _ in 1 2 3 4 5; do
-    q "$owner" "SELECT regstack.issue_token('password_reset', subject => 'capped')" >/dev/null \
-        || tok_fail "issue_token of a capped type on ${node_name[$owner]}, the owner"
+# A per-subject cap (password_reset: 3) holds whichever nodes issue: the
+# issue runs on the node of the subject's shard, under the cap's lock
+# there; 4 issues at once from each of the three nodes leave 3 live.
+for n in 0 1 2; do
+    for _ in 1 2; do
+        q "$n" "SELECT regstack.issue_token('password_reset', subject => 'capped')" >/dev/null \
+            || tok_fail "issue_token of a capped type on ${node_name[$n]}"
+    done
 done
 [ "$(live "subject = 'capped' AND token_type = 'password_reset'")" = 3 ] \
     || tok_fail "the cap of 3 does not hold: $(live "subject = 'capped' AND token_type = 'password_reset'") live"
-for n in 0 "$other"; do
-    err=$(refusal "$n" "SELECT regstack.issue_token('password_reset', subject => 'capped')")
-    [[ $err == *'are issued only on the node that holds their subject'* ]] \
-        || tok_fail "a capped issue on ${node_name[$n]}, which does not hold the shard: '$err'"
+token=$(q 2 "SELECT regstack.issue_token('password_reset', subject => 'capped')")
+[ "$(q 1 "SELECT subject FROM regstack.consume_token('$token', 'password_reset')")" = capped ] \
+    || tok_fail "a capped token issued through another node is not consumable"
+for n in 0 1 2; do
+    for _ in 1 2 3 4; do
+        q "$n" "SELECT regstack.issue_token('password_reset', subject => 'capped-race')" >/dev/null &
+    done
 done
-detail=$(regstack_citus_psql "$other" "$db" -Atq -v VERBOSITY=verbose \
-    -c "SELECT regstack.issue_token('password_reset', subject => 'capped')" 2>&1 || true)
-[[ $detail == *"127.0.0.1:$owner_port"* ]] || tok_fail "the refusal does not name the owner node: '$detail'"
-echo "a per-subject cap: exact on the owner node, refused with its name elsewhere"
+wait
+[ "$(live "subject = 'capped-race' AND token_type = 'password_reset'")" = 3 ] \
+    || tok_fail "12 concurrent capped issues on three nodes left $(live "subject = 'capped-race'") live, not 3"
+echo "a per-subject cap: exact whichever nodes issue, also 12 at once"
 
 # Concurrent consumers on three nodes: exactly one winner per token.
 race=$(mktemp -d "$work/race.XXXXXX")
@@ -317,7 +325,10 @@ done
 q 0 "DELETE FROM regstack.auth_ephemeral_tokens WHERE subject_tag = $tag AND subject = 'filler'" >/dev/null
 echo "test citus_tokens_move ... ok"
 
-# ---- citus_guard: tables regstack does not support distributed ----
+# ---- citus_guard: the rate-limit tables distributed apart ----
+# The state table distributed alone: rate-limit calls fail on every node
+# with 55000 (a call needs both tables on one node), token calls still
+# work, and each node's reaper warns instead of failing.
 guard_fail() {
     echo "test citus_guard ... FAILED ($*)"
     KEEP=1
@@ -328,31 +339,132 @@ for n in 0 1 2; do
         || guard_fail "rate_limit_check on ${node_name[$n]} while only the tokens table is distributed"
     [ "$allowed" = t ] || guard_fail "rate_limit_check on ${node_name[$n]}: $allowed"
 done
-q 0 "SET client_min_messages = warning; SELECT create_distributed_table('regstack.auth_rate_limit_state', 'key')" >/dev/null \
+q 0 "SET client_min_messages = warning; SELECT create_distributed_table('regstack.auth_rate_limit_state', 'key', colocate_with => 'none')" >/dev/null \
     || guard_fail "create_distributed_table of the state table"
 for n in 0 1 2; do
-    err=$(refusal "$n" "SELECT * FROM regstack.rate_limit_check('guard-$n', 'login', 2, '1 hour')")
-    [[ $err == *'table regstack.auth_rate_limit_state is distributed by Citus'* ]] \
-        || guard_fail "rate_limit_check on ${node_name[$n]} after distributing the state table: '$err'"
+    err=$(refusal "$n" "SELECT * FROM regstack.rate_limit_check('guard-x$n', 'login', 2, '1 hour')")
+    [[ $err == *'are not distributed together'* ]] \
+        || guard_fail "rate_limit_check on ${node_name[$n]} with only the state table distributed: '$err'"
     token=$(q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'guard')") \
         || guard_fail "issue_token on ${node_name[$n]} with the state table distributed"
     [ "$(q "$n" "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')")" = 1 ] \
         || guard_fail "consume_token on ${node_name[$n]} with the state table distributed"
 done
-echo "state table distributed: rate-limit calls refused on every node, token calls work"
-# Each node's reaper (preloaded with regstack, naptime 10 s by default)
-# warns about the refused tables instead of failing its pass.
+echo "state table distributed alone: rate-limit calls refused on every node, token calls work"
 for n in 0 1 2; do
     log=$REGSTACK_CITUS_DIR/node$n.log
     for _ in $(seq 60); do
-        grep -q 'WARNING:  table regstack.auth_rate_limit_state is distributed by Citus' "$log" 2>/dev/null && break
+        grep -q 'WARNING:  tables regstack.auth_rate_limit_state and regstack.auth_rate_limit_events are not distributed together' "$log" 2>/dev/null && break
         sleep 1
     done
-    grep -q 'WARNING:  table regstack.auth_rate_limit_state is distributed by Citus' "$log" \
+    grep -q 'WARNING:  tables regstack.auth_rate_limit_state and regstack.auth_rate_limit_events are not distributed together' "$log" \
         || guard_fail "no reaper warning in ${node_name[$n]}'s log"
 done
-echo "every node's reaper warns about the refused tables"
+echo "every node's reaper warns about them"
 echo "test citus_guard ... ok"
+
+# ---- citus_rate_limits: state and events distributed by key, colocated ----
+# Every rate-limit call decides on the node that holds its key's shard:
+# there directly, from elsewhere by a call Citus routes there
+# (src/citus_route.c).
+rl_fail() {
+    echo "test citus_rate_limits ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+q 0 "SET client_min_messages = warning; SELECT create_distributed_table('regstack.auth_rate_limit_events', 'key', colocate_with => 'regstack.auth_rate_limit_state')" >/dev/null \
+    || rl_fail "create_distributed_table of the events table"
+# A limit of 2 per key, called in turn from each node: allowed, allowed,
+# denied, whichever node holds the key.
+for k in $(seq 6); do
+    got=
+    for n in 0 1 2; do
+        got+=$(q $(( (n + k) % 3 )) "SELECT allowed FROM regstack.rate_limit_check('rl-$k', 'login', 2, '1 hour')") \
+            || rl_fail "rate_limit_check on ${node_name[$(( (n + k) % 3 ))]}"
+    done
+    [ "$got" = ttf ] || rl_fail "key rl-$k called from three nodes in turn: $got"
+done
+remaining=$(q 1 "SELECT remaining || ' ' || (retry_after > '0'::interval) FROM regstack.rate_limit_check('rl-1', 'login', 2, '1 hour')")
+[ "$remaining" = "0 true" ] || rl_fail "a denied call's remaining and retry_after: $remaining"
+echo "a limit of 2, called from three nodes in turn: allowed, allowed, denied, for 6 keys"
+# rate_limit_record and rate_limit_reset from any node; check without
+# recording.
+q 2 "SELECT regstack.rate_limit_record('rl-rec', 'login')" >/dev/null || rl_fail "rate_limit_record on worker2"
+q 0 "SELECT regstack.rate_limit_record('rl-rec', 'login')" >/dev/null || rl_fail "rate_limit_record on the coordinator"
+[ "$(q 1 "SELECT allowed FROM regstack.rate_limit_check('rl-rec', 'login', 2, '1 hour', record => false)")" = f ] \
+    || rl_fail "two recorded events do not deny a limit of 2"
+[ "$(q 1 "SELECT regstack.rate_limit_reset('rl-rec')")" = 2 ] || rl_fail "rate_limit_reset did not delete 2 events"
+[ "$(q 2 "SELECT allowed FROM regstack.rate_limit_check('rl-rec', 'login', 2, '1 hour', record => false)")" = t ] \
+    || rl_fail "a reset key is still denied"
+[ "$(q 0 "SELECT allowed FROM regstack.rate_limit_check('rl-rec', 'login', 1, '1 hour')")" = t ] \
+    || rl_fail "record => false recorded an event"
+echo "rate_limit_record, rate_limit_reset and record => false from any node"
+# In transactions: a routed call rolls back with the caller; two keys on
+# the two workers in one transaction commit together (two-phase commit).
+k1=$(q 0 "SELECT k FROM (SELECT 'tx-' || g AS k FROM generate_series(1, 100) g) s, regstack.rate_limit_node(s.k) WHERE node_port = ${REGSTACK_CITUS_PORTS[1]} LIMIT 1")
+k2=$(q 0 "SELECT k FROM (SELECT 'tx-' || g AS k FROM generate_series(1, 100) g) s, regstack.rate_limit_node(s.k) WHERE node_port = ${REGSTACK_CITUS_PORTS[2]} LIMIT 1")
+got=$(regstack_citus_psql 0 "$db" -Atq -c "BEGIN" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('$k1', 'login', 1, '1 hour')" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('$k2', 'login', 1, '1 hour')" \
+    -c "ROLLBACK" | tr -d '\n')
+[ "$got" = tt ] || rl_fail "in a transaction: $got"
+got=$(regstack_citus_psql 0 "$db" -Atq -c "SET citus.log_remote_commands = on" -c "BEGIN" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('$k1', 'login', 1, '1 hour')" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('$k2', 'login', 1, '1 hour')" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('$k1', 'login', 1, '1 hour')" \
+    -c "COMMIT" 2>"$race/tx.log" | tr '\n' ' ')
+[ "$got" = "t t f " ] || rl_fail "after a rolled-back transaction, a committed one on keys of both workers: $got"
+prepares=$(grep -c 'issuing PREPARE TRANSACTION' "$race/tx.log" || true)
+[ "$prepares" = 2 ] || rl_fail "the transaction on both workers prepared $prepares remote transactions, not 2"
+for n in 1 2; do
+    [ "$(q "$n" "SELECT allowed FROM regstack.rate_limit_check('$k1', 'login', 1, '1 hour')")$(q "$n" "SELECT allowed FROM regstack.rate_limit_check('$k2', 'login', 1, '1 hour')")" = ff ] \
+        || rl_fail "the committed events are not seen from ${node_name[$n]}"
+done
+echo "routed calls roll back with their transaction, and commit on two workers with two-phase commit"
+# 32 calls at once on one key (limit 10), through the three nodes: 10 allowed.
+for i in $(seq 32); do
+    q $((i % 3)) "SELECT allowed FROM regstack.rate_limit_check('rl-race', 'login', 10, '1 hour')" > "$race/rl-$i" 2>&1 &
+done
+wait
+allowed=$(cat "$race"/rl-* | grep -c '^t$' || true)
+denied=$(cat "$race"/rl-* | grep -c '^f$' || true)
+[ "$allowed/$denied" = 10/22 ] || rl_fail "32 concurrent calls with a limit of 10: $allowed allowed, $denied denied ($(cat "$race"/rl-* | grep -v '^[tf]$' | head -n 2))"
+echo "32 concurrent calls on one key through three nodes, limit 10: exactly 10 allowed"
+# A shard move keeps every limit: a key exhausted before the move stays
+# denied from every node after it.
+shard=$(q 0 "SELECT shard_id FROM regstack.rate_limit_node('rl-1')")
+src_port=$(q 0 "SELECT node_port FROM regstack.rate_limit_node('rl-1')")
+dst=$(( 3 - $(node_of_port "$src_port") ))
+q 0 "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src_port, '127.0.0.1', ${REGSTACK_CITUS_PORTS[$dst]}, shard_transfer_mode => 'block_writes')" >/dev/null \
+    || rl_fail "citus_move_shard_placement of shard $shard"
+[ "$(q 0 "SELECT node_port FROM regstack.rate_limit_node('rl-1')")" = "${REGSTACK_CITUS_PORTS[$dst]}" ] \
+    || rl_fail "shard $shard did not move"
+for n in 0 1 2; do
+    [ "$(q "$n" "SELECT allowed FROM regstack.rate_limit_check('rl-1', 'login', 2, '1 hour')")" = f ] \
+        || rl_fail "key rl-1 allowed again on ${node_name[$n]} after its shard moved"
+done
+echo "an exhausted key stays denied on every node after its shard moved"
+# Stale events and state rows go from every worker's shards
+# (purge_expired() there): rows aged by SQL through Citus.
+for g in $(seq 20); do
+    q $((g % 3)) "SELECT allowed FROM regstack.rate_limit_check('stale-$g', 'login_attempt')" >/dev/null \
+        || rl_fail "rate_limit_check of stale-$g"
+done
+# (constants: Citus refuses timestamptz arithmetic on columns in UPDATE)
+q 0 "UPDATE regstack.auth_rate_limit_events SET occurred_at = '2000-01-01 00:00+00' WHERE key LIKE 'stale-%'" >/dev/null \
+    || rl_fail "ageing the events"
+q 0 "UPDATE regstack.auth_rate_limit_state SET last_at = '2000-01-01 00:00+00', clock_at = '2000-01-01 00:00+00',
+            start_at = CASE WHEN start_at IS NULL THEN NULL ELSE '2000-01-01 00:00+00'::timestamptz END
+      WHERE key LIKE 'stale-%'" >/dev/null || rl_fail "ageing the state rows"
+purged=0
+for n in 0 1 2; do
+    c=$(q "$n" "SELECT events_deleted FROM regstack.purge_expired()") || rl_fail "purge_expired on ${node_name[$n]}"
+    purged=$((purged + c))
+done
+left=$(q 0 "SELECT (SELECT count(*) FROM regstack.auth_rate_limit_events WHERE key LIKE 'stale-%') + (SELECT count(*) FROM regstack.auth_rate_limit_state WHERE key LIKE 'stale-%')")
+[ "$left" = 0 ] || rl_fail "$left stale rate-limit rows left after purge_expired on every node"
+echo "stale rate-limit rows purged from the workers' shards ($purged rows, counting the reapers' share as 0 or more)"
+echo "test citus_rate_limits ... ok"
 
 # Where rows live (src/citus.c): with the tokens table distributed by
 # subject_tag and the state table by key, regstack.token_node() and
