@@ -634,12 +634,6 @@ regstack_citus_row_shard(RegstackTable table, Datum value, RegstackShard *shard)
 	shard->is_local = where.is_local;
 	if (where.is_local)
 		shard->relid = citus_shard_relid(table, where.shard_id);
-	else
-	{
-		citus_node(&where);
-		shard->node_name = where.node_name;
-		shard->node_port = where.node_port;
-	}
 }
 
 /*

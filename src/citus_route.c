@@ -66,19 +66,22 @@ regstack_citus_route(RegstackTable table, SPIPlanPtr *plans, const char *call,
 	const char *relname = route_tables[table].relname;
 	const char *column = route_tables[table].column;
 
-	regstack_plan(&plans[0],
-				  psprintf("UPDATE regstack.%s SET %s = %s"
-						   " WHERE %s OPERATOR(pg_catalog.=) $1"
-						   " AND ctid OPERATOR(pg_catalog.=) '(0,0)'::pg_catalog.tid",
-						   relname, route_tables[table].touched,
-						   route_tables[table].touched, column),
-				  1, argtypes);
-	regstack_plan(&plans[1],
-				  psprintf("SELECT r.* FROM (SELECT pg_catalog.count(*) FROM regstack.%s"
-						   " WHERE %s OPERATOR(pg_catalog.=) $1) AS routed,"
-						   " LATERAL %s AS r",
-						   relname, column, call),
-				  nargs, argtypes);
+	/* the texts are built only when the call site's plans are made */
+	if (plans[0] == NULL)
+		regstack_plan(&plans[0],
+					  psprintf("UPDATE regstack.%s SET %s = %s"
+							   " WHERE %s OPERATOR(pg_catalog.=) $1"
+							   " AND ctid OPERATOR(pg_catalog.=) '(0,0)'::pg_catalog.tid",
+							   relname, route_tables[table].touched,
+							   route_tables[table].touched, column),
+					  1, argtypes);
+	if (plans[1] == NULL)
+		regstack_plan(&plans[1],
+					  psprintf("SELECT r.* FROM (SELECT pg_catalog.count(*) FROM regstack.%s"
+							   " WHERE %s OPERATOR(pg_catalog.=) $1) AS routed,"
+							   " LATERAL %s AS r",
+							   relname, column, call),
+					  nargs, argtypes);
 	if (SPI_execute_plan(plans[0], values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not reach the shard of regstack.%s through Citus",
 			 relname);

@@ -150,8 +150,6 @@ typedef struct RegstackShard
 	bool		is_local;		/* its active placement is on this node */
 	int32		colocation_id;	/* the table's colocation group */
 	Oid			relid;			/* the shard table, when local */
-	char	   *node_name;		/* the placement's node, when not local */
-	int32		node_port;
 } RegstackShard;
 
 /*

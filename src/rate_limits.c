@@ -801,10 +801,11 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 
 	if (!cursor->events_done)
 	{
-		regstack_plan(&events_plan,
-					  psprintf(RATE_LIMITS_PURGE_EVENTS_SQL,
-							   "regstack.auth_rate_limit_events"),
-					  5, rate_limits_purge_argtypes);
+		if (events_plan == NULL)
+			regstack_plan(&events_plan,
+						  psprintf(RATE_LIMITS_PURGE_EVENTS_SQL,
+								   "regstack.auth_rate_limit_events"),
+						  5, rate_limits_purge_argtypes);
 		values[4] = PointerGetDatum(&cursor->events_after);
 		deleted = regstack_execute_counted_delete(events_plan, values, nulls,
 												  &cursor->events_after,
@@ -817,10 +818,11 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 	}
 
 	/* State rows whose newest event is past the same cutoff. */
-	regstack_plan(&state_plan,
-				  psprintf(RATE_LIMITS_PURGE_STATE_SQL,
-						   "regstack.auth_rate_limit_state"),
-				  5, rate_limits_purge_argtypes);
+	if (state_plan == NULL)
+		regstack_plan(&state_plan,
+					  psprintf(RATE_LIMITS_PURGE_STATE_SQL,
+							   "regstack.auth_rate_limit_state"),
+					  5, rate_limits_purge_argtypes);
 	values[4] = PointerGetDatum(&cursor->state_after);
 	deleted += regstack_execute_counted_delete(state_plan, values, nulls,
 											   &cursor->state_after,
