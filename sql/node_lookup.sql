@@ -23,3 +23,10 @@ SELECT pg_temp.err($$SELECT regstack.rate_limit_node(repeat('k', 1025))$$);
 
 -- The token is untouched: looking it up is not consuming it.
 SELECT subject FROM regstack.consume_token(:'tok', 'pre_auth');
+
+-- regstack.distribute() is for a Citus coordinator: without Citus it says
+-- so (55000) and changes nothing; a bad shard count is 22023 there too,
+-- but the missing extension is reported first.
+SELECT pg_temp.err($$SELECT * FROM regstack.distribute()$$);
+SELECT pg_temp.err($$SELECT * FROM regstack.distribute(0)$$);
+SELECT count(*) AS token_types_left FROM regstack.token_types;

@@ -693,6 +693,65 @@ regstack_citus_local_shards(RegstackTable table)
 	return shards;
 }
 
+/*
+ * The shard of relid on this node when Citus keeps relid in one shard
+ * (a reference table, a copy on every node, or a Citus local table), else
+ * InvalidOid: a table Citus does not manage, one it distributes by hash,
+ * or one with no placement here.  The registry caches read that shard
+ * (registry.c): reading the table itself is a distributed query, which
+ * Citus refuses inside a call it routed to this node.
+ */
+Oid
+regstack_citus_single_shard(Oid relid)
+{
+	char		method;
+	Var		   *column;
+	int32		colocation_id;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int64		shard_id = 0;
+	int			nshards = 0;
+	int32		local_group;
+	bool		placed_here = false;
+	char	   *name;
+
+	if (!citus_installed() ||
+		!citus_partition(relid, &method, &column, &colocation_id) || method != 'n')
+		return InvalidOid;
+
+	rel = citus_open_metadata("pg_dist_shard");
+	ScanKeyInit(&key, citus_column(rel, "logicalrelid"), BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		shard_id = DatumGetInt64(citus_value(rel, tuple, citus_column(rel, "shardid")));
+		nshards++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (nshards != 1)
+		return InvalidOid;
+
+	local_group = citus_local_group();
+	rel = citus_open_metadata("pg_dist_placement");
+	ScanKeyInit(&key, citus_column(rel, "shardid"), BTEqualStrategyNumber,
+				F_INT8EQ, Int64GetDatum(shard_id));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (!placed_here && HeapTupleIsValid(tuple = systable_getnext(scan)))
+		placed_here = DatumGetInt32(citus_value(rel, tuple,
+												citus_column(rel, "groupid"))) == local_group;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!placed_here)
+		return InvalidOid;
+
+	name = psprintf("%s_" INT64_FORMAT, get_rel_name(relid), shard_id);
+	return get_relname_relid(name, get_rel_namespace(relid));
+}
+
 /* The SQL result row of a location: node_name, node_port, shard_id, is_local. */
 static Datum
 citus_location_datum(FunctionCallInfo fcinfo, const CitusLocation *where)

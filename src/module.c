@@ -5,7 +5,8 @@
  *
  * Every SQL function works whether or not the library is preloaded;
  * preloading (shared_preload_libraries = 'regstack') is needed for the
- * background reaper and for the statistics (regstack.stats).
+ * background reaper and for the statistics (regstack.stats), and on Citus
+ * for DROP EXTENSION to drop regstack's shards (citus_drop.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +27,9 @@ _PG_init(void)
 	/* Reloadable settings: defined in every process that loads regstack. */
 	regstack_rate_limits_define_settings();
 	regstack_reaper_define_settings();
+
+	/* DROP EXTENSION regstack on Citus drops the shards first (citus_drop.c). */
+	regstack_citus_drop_hook_install();
 
 	/*
 	 * Restart-only settings, shared memory, the reaper's launcher and the

@@ -36,7 +36,7 @@ StaticAssertDecl(offsetof(RegstackRateLimitPolicy, event_type) == 0,
 static RegstackRegistryCache policies_cache =
 REGSTACK_REGISTRY_CACHE("rate_limit_policies",
 						"SELECT event_type, max_events, within"
-						" FROM regstack.rate_limit_policies"
+						" FROM %s"
 						" ORDER BY event_type COLLATE pg_catalog.\"C\"",
 						RegstackRateLimitPolicy, policies_decode);
 

@@ -753,15 +753,20 @@ regstack_purge_events(int64 limit, RegstackPurgeCursor *cursor)
 	bool		distributed;
 
 	PreventCommandIfReadOnly("purge_expired()");
-	distributed = regstack_table_distributed(RS_TABLE_RATE_EVENTS, RowExclusiveLock);
-	if (regstack_table_distributed(RS_TABLE_RATE_STATE, RowExclusiveLock) != distributed)
+
+	/*
+	 * The policies, the state and then the events: the order in which the
+	 * calls open them (and DROP EXTENSION on Citus locks them, citus_drop.c).
+	 */
+	policies = regstack_rate_limit_policies(&npolicies);
+	distributed = regstack_table_distributed(RS_TABLE_RATE_STATE, RowExclusiveLock);
+	if (regstack_table_distributed(RS_TABLE_RATE_EVENTS, RowExclusiveLock) != distributed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tables regstack.auth_rate_limit_state and regstack.auth_rate_limit_events are not distributed together"),
 				 errhint("Distribute the events with colocate_with => 'regstack.auth_rate_limit_state'.")));
 
 	/* The cutoff of each event type with a policy, and of all others. */
-	policies = regstack_rate_limit_policies(&npolicies);
 	types = palloc(sizeof(Datum) * Max(npolicies, 1));
 	cutoffs = palloc(sizeof(Datum) * Max(npolicies, 1));
 	for (int i = 0; i < npolicies; i++)

@@ -26,7 +26,10 @@
  *	  shipped row: this is how a restore puts back a changed shipped type
  *	  over the one CREATE EXTENSION has just made.
  * After any statement that changes the table, a relcache invalidation tells
- * every backend to reload its cached copy (token_types.c).
+ * every backend to reload its cached copy (token_types.c).  When Citus keeps
+ * the table as a reference table (regstack.distribute()), the rows and the
+ * triggers that fire are those of the shard on each node; the statement
+ * trigger then invalidates the table as well as the shard.
  *
  * The row trigger takes the name of the table's key column and, optionally,
  * 'replace': then inserting a row replaces any row with the same key, shipped
@@ -75,6 +78,40 @@ regstack_registry_invalidate(Oid relid)
 	}
 }
 
+/*
+ * Prepare the cache's load statement for the relation to read: the table,
+ * or when Citus keeps it as a reference table, its shard on this node (a
+ * read of the table is a distributed query, which Citus refuses inside a
+ * call it routed here; the shard holds the same rows).  Made again when
+ * that relation changes (the table distributed, or created anew).
+ */
+static void
+registry_prepare(RegstackRegistryCache *cache)
+{
+	Oid			read_relid;
+
+	if (!OidIsValid(cache->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table regstack.%s does not exist", cache->relname)));
+	read_relid = regstack_citus_single_shard(cache->relid);
+	if (!OidIsValid(read_relid))
+		read_relid = cache->relid;
+	if (cache->load_plan != NULL && cache->read_relid == read_relid)
+		return;
+	if (cache->load_plan != NULL)
+	{
+		SPI_freeplan(cache->load_plan);
+		cache->load_plan = NULL;
+	}
+	regstack_plan(&cache->load_plan,
+				  psprintf(cache->load_sql,
+						   quote_qualified_identifier(get_namespace_name(get_rel_namespace(read_relid)),
+													  get_rel_name(read_relid))),
+				  0, NULL);
+	cache->read_relid = read_relid;
+}
+
 /* Read every row of the cache's table, as the table owner. */
 static void
 registry_load(RegstackRegistryCache *cache)
@@ -102,7 +139,7 @@ registry_load(RegstackRegistryCache *cache)
 	invalidations_before = cache->invalidations;
 	cache->relid = get_relname_relid(cache->relname,
 									 get_namespace_oid("regstack", false));
-	regstack_plan(&cache->load_plan, cache->load_sql, 0, NULL);
+	registry_prepare(cache);
 	if (SPI_execute_snapshot(cache->load_plan, NULL, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read regstack.%s", cache->relname);
@@ -204,6 +241,30 @@ registry_replace(Relation rel, const char *key_column, bool any_row,
 	SPI_finish();
 }
 
+/*
+ * When rel is a Citus shard of a registry table (a reference table keeps
+ * one on every node, named like the table with "_<shard id>" appended, in
+ * its schema), invalidate the table too: the caches watch the table, and
+ * on Citus the rows, and so the triggers, are the shard's.
+ */
+static void
+registry_invalidate_shell(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	const char *suffix = strrchr(name, '_');
+	char	   *shell_name;
+	Oid			shell;
+
+	if (suffix == NULL || suffix == name || suffix[1] == '\0' ||
+		strspn(suffix + 1, "0123456789") != strlen(suffix + 1))
+		return;
+	shell_name = pnstrdup(name, suffix - name);
+	shell = get_relname_relid(shell_name, RelationGetNamespace(rel));
+	if (OidIsValid(shell) && shell != RelationGetRelid(rel))
+		CacheInvalidateRelcacheByRelid(shell);
+	pfree(shell_name);
+}
+
 /* Trigger: builtin bookkeeping per row, cache invalidation per statement. */
 Datum
 regstack_registry_trigger(PG_FUNCTION_ARGS)
@@ -224,6 +285,7 @@ regstack_registry_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 	{
 		CacheInvalidateRelcache(rel);
+		registry_invalidate_shell(rel);
 		return PointerGetDatum(NULL);
 	}
 

@@ -157,7 +157,8 @@ extern int64 regstack_interval_window_us(const Interval *within,
 /*
  * A registry table cached per backend.  Callers define one statically with
  * the first four members set; load_sql selects the key (text, column 1)
- * first and orders by it COLLATE "C"; each entry starts with the key as
+ * first and orders by it COLLATE "C", from the relation %s (the table, or
+ * on Citus its shard on this node); each entry starts with the key as
  * char[NAMEDATALEN], and decode fills the rest of the entry from a row.
  */
 typedef struct RegstackRegistryCache
@@ -173,12 +174,19 @@ typedef struct RegstackRegistryCache
 	bool		valid;
 	uint64		invalidations;
 	Oid			relid;
+	Oid			read_relid;		/* the relation load_plan reads */
 	SPIPlanPtr	load_plan;
 } RegstackRegistryCache;
 
 #define REGSTACK_REGISTRY_CACHE(relname, load_sql, entry_type, decode) \
 	{ (relname), (load_sql), sizeof(entry_type), (decode), \
-	  NULL, NULL, 0, false, 0, InvalidOid, NULL }
+	  NULL, NULL, 0, false, 0, InvalidOid, InvalidOid, NULL }
+
+/*
+ * citus.c: the local shard of relid when Citus keeps it in one shard (a
+ * reference table) and places it on this node, else InvalidOid.
+ */
+extern Oid	regstack_citus_single_shard(Oid relid);
 
 /* Reload the cache if stale (runs as the table owner, any context). */
 extern void regstack_registry_refresh(RegstackRegistryCache *cache);
@@ -241,5 +249,10 @@ extern void regstack_reaper_define_settings(void);
  * launcher.  Only while shared_preload_libraries is being processed.
  */
 extern void regstack_reaper_preload(void);
+
+/* ---- citus_drop.c: DROP EXTENSION regstack on a Citus coordinator ---- */
+
+/* Install the ProcessUtility hook that drops regstack's shards first. */
+extern void regstack_citus_drop_hook_install(void);
 
 #endif							/* REGSTACK_H */

@@ -52,7 +52,7 @@ subject_tags_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
 
 static RegstackRegistryCache secret_keys_cache =
 REGSTACK_REGISTRY_CACHE("secret_keys",
-						"SELECT name, secret FROM regstack.secret_keys"
+						"SELECT name, secret FROM %s"
 						" ORDER BY name COLLATE pg_catalog.\"C\"",
 						SubjectTagKey, subject_tags_decode);
 

@@ -81,7 +81,7 @@ static RegstackRegistryCache token_types_cache =
 REGSTACK_REGISTRY_CACHE("token_types",
 						"SELECT name, default_ttl, max_ttl, required_fields,"
 						" COALESCE(max_live_per_subject, 0)"
-						" FROM regstack.token_types"
+						" FROM %s"
 						" ORDER BY name COLLATE pg_catalog.\"C\"",
 						RegstackTokenType, token_types_decode);
 

@@ -29,3 +29,160 @@ AS 'MODULE_PATHNAME', 'regstack_rate_limit_node';
 
 COMMENT ON FUNCTION regstack.rate_limit_node(text) IS
 'On Citus, the node holding the rate-limit state of key (send its calls there); without Citus, is_local and no node';
+
+-- Distribute regstack on Citus, on the coordinator (docs/citus.md): the
+-- registry and key tables become reference tables (one copy, so one
+-- subject-tag key, on every node), the tokens are distributed by
+-- subject_tag, the rate-limit state and events by key, colocated, and the
+-- rate-limit functions are delegated by their key.  Tables already
+-- distributed this way are left as they are; one distributed otherwise is
+-- an error.  Rows the workers hold in their own copies of the token or
+-- rate-limit tables would be hidden by the distribution: refused.
+CREATE FUNCTION regstack.distribute(shard_count integer DEFAULT NULL)
+RETURNS TABLE (object text, distribution text, changed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $distribute$
+DECLARE
+    -- the copied tables, each with its row trigger
+    reference_tables constant text[] :=
+        ARRAY['token_types', 'rate_limit_policies', 'secret_keys'];
+    row_triggers constant text[] :=
+        ARRAY['token_types_row', 'rate_limit_policies_row', 'secret_keys_row'];
+    -- the distributed tables: column, colocated with
+    hash_tables constant text[] :=
+        ARRAY['auth_ephemeral_tokens', 'auth_rate_limit_state', 'auth_rate_limit_events'];
+    hash_columns constant text[] := ARRAY['subject_tag', 'key', 'key'];
+    colocations constant text[] :=
+        ARRAY['none', 'none', 'regstack.auth_rate_limit_state'];
+    delegated constant text[] :=
+        ARRAY['regstack.rate_limit_check(text,text,integer,interval,boolean)',
+              'regstack.rate_limit_record(text,text)',
+              'regstack.rate_limit_reset(text,text)'];
+    unsafe_triggers text;
+    tbl regclass;
+    method "char";
+    repmodel "char";
+    dist_column text;
+    worker record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'regstack.distribute() needs the citus extension'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run it on a Citus coordinator, after CREATE EXTENSION citus.';
+    END IF;
+    IF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'regstack.distribute() must run on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF shard_count IS NOT NULL AND shard_count NOT BETWEEN 1 AND 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000, not %', shard_count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- A worker's own rows in a token or rate-limit table (calls made there
+    -- before) would stay in its copy, out of sight once the table is
+    -- distributed: refused before anything is changed.
+    FOR i IN 1 .. array_length(hash_tables, 1) LOOP
+        tbl := format('regstack.%I', hash_tables[i])::regclass;
+        CONTINUE WHEN EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = tbl);
+        FOR worker IN
+            SELECT * FROM run_command_on_workers(format('SELECT pg_catalog.count(*) FROM %s', tbl))
+        LOOP
+            IF NOT worker.success THEN
+                RAISE EXCEPTION 'could not read table % on worker %:%: %',
+                                tbl, worker.nodename, worker.nodeport, worker.result
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'regstack must be installed on every node.';
+            END IF;
+            IF worker.result <> '0' THEN
+                RAISE EXCEPTION 'worker %:% holds % row(s) in its own copy of table %',
+                                worker.nodename, worker.nodeport, worker.result, tbl
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = 'Distributing the table would hide them.',
+                          HINT = 'Distribute regstack before calling it on the workers, or delete those rows there.';
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    -- Citus refuses to copy tables with triggers unless told they are safe:
+    -- the registry triggers touch only the row's own shard (registry.c).
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+
+    FOR i IN 1 .. array_length(reference_tables, 1) LOOP
+        tbl := format('regstack.%I', reference_tables[i])::regclass;
+        SELECT p.partmethod, p.repmodel INTO method, repmodel
+        FROM pg_dist_partition p WHERE p.logicalrelid = tbl;
+        IF FOUND THEN
+            IF method <> 'n' OR repmodel <> 't' THEN
+                RAISE EXCEPTION 'table % is already a Citus table, but not a reference table', tbl
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'Undo its distribution (undistribute_table) and run regstack.distribute() again.';
+            END IF;
+            object := tbl::text; distribution := 'reference'; changed := false;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- The copy into the shards fires the shards' row trigger, which
+        -- would mark the shipped rows as the user's: not while copying.
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', tbl, row_triggers[i]);
+        PERFORM create_reference_table(tbl);
+        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', tbl, row_triggers[i]);
+        object := tbl::text; distribution := 'reference'; changed := true;
+        RETURN NEXT;
+    END LOOP;
+
+    FOR i IN 1 .. array_length(hash_tables, 1) LOOP
+        tbl := format('regstack.%I', hash_tables[i])::regclass;
+        SELECT p.partmethod, column_to_column_name(p.logicalrelid, p.partkey)
+        INTO method, dist_column
+        FROM pg_dist_partition p WHERE p.logicalrelid = tbl;
+        IF FOUND THEN
+            IF method <> 'h' OR dist_column IS DISTINCT FROM hash_columns[i] THEN
+                RAISE EXCEPTION 'table % is already a Citus table, but not distributed by hash of column "%"',
+                                tbl, hash_columns[i]
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'Undo its distribution (undistribute_table) and run regstack.distribute() again.';
+            END IF;
+            object := tbl::text; distribution := format('hash(%s)', hash_columns[i]);
+            changed := false;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF colocations[i] = 'none' THEN
+            PERFORM create_distributed_table(tbl, hash_columns[i], colocate_with => 'none',
+                                             shard_count => distribute.shard_count);
+        ELSE
+            PERFORM create_distributed_table(tbl, hash_columns[i], colocate_with => colocations[i]);
+        END IF;
+        PERFORM truncate_local_data_after_distributing_table(tbl);
+        object := tbl::text; distribution := format('hash(%s)', hash_columns[i]);
+        changed := true;
+        RETURN NEXT;
+    END LOOP;
+
+    -- Calls of these, made alone, go straight to the node of their key.
+    FOREACH object IN ARRAY delegated LOOP
+        changed := NOT EXISTS (
+            SELECT FROM pg_dist_object o
+            WHERE o.classid = 'pg_proc'::regclass
+              AND o.objid = object::regprocedure
+              AND o.distribution_argument_index = 0
+              AND o.colocationid = (SELECT p.colocationid FROM pg_dist_partition p
+                                    WHERE p.logicalrelid = 'regstack.auth_rate_limit_state'::regclass));
+        IF changed THEN
+            PERFORM create_distributed_function(object::regprocedure, 'key',
+                                                colocate_with => 'regstack.auth_rate_limit_state');
+        END IF;
+        object := object::regprocedure::text;
+        distribution := 'delegated(key)';
+        RETURN NEXT;
+    END LOOP;
+
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+END;
+$distribute$;
+
+COMMENT ON FUNCTION regstack.distribute(integer) IS
+'On a Citus coordinator: make the registry and key tables reference tables, distribute the tokens by subject_tag and the rate-limit tables by key, delegate the rate-limit functions';

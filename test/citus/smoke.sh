@@ -39,6 +39,18 @@
 # follow a shard move.  It prints "test citus_node_lookup ... ok" (or
 # FAILED).
 #
+# Then "test citus_waits": calls cancelled while they wait for a shard's
+# metadata lock on the owner and, routed from the coordinator, for that
+# lock and for a row lock, leave nothing behind; savepoints undo routed
+# calls.  Last, "test citus_distribute": DROP EXTENSION regstack leaves no shard
+# on any node (and a rolled-back one keeps them all), then
+# regstack.distribute() on a fresh CREATE EXTENSION: refused while a worker
+# holds a token of its own, then everything distributed in one call, the
+# shipped registry rows still shipped, one subject-tag key everywhere,
+# registry changes seen at once by long-lived sessions on every node
+# (test/citus/registry_sessions.py), tokens across nodes, rate-limit calls
+# delegated from the coordinator (a 32-way race), and DROP EXTENSION again.
+#
 # Run as root (installs Citus's build dependencies, runs the servers as
 # "postgres").  KEEP=1 keeps the work directory (the cluster is stopped).
 set -euo pipefail
@@ -296,9 +308,9 @@ load() {   # load <node> <file> <n>: issue n tokens of 'mover' there, one per st
 }
 for mode in block_writes force_logical; do
     src_port=$(q 0 "SELECT nodeport FROM pg_dist_placement JOIN pg_dist_node USING (groupid) WHERE shardid = $shard")
-    src=$(node_of_port "$src_port")
-    dst=$(( 3 - src ))
-    load "$src" "$race/move-$mode-src" 6000 &
+    from_node=$(node_of_port "$src_port")
+    dst=$(( 3 - from_node ))
+    load "$from_node" "$race/move-$mode-src" 6000 &
     load 0 "$race/move-$mode-coord" 1500 &
     sleep 0.5
     q 0 "SELECT citus_move_shard_placement($shard, '127.0.0.1', $src_port, '127.0.0.1', ${REGSTACK_CITUS_PORTS[$dst]}, shard_transfer_mode => '$mode')" >/dev/null \
@@ -309,16 +321,16 @@ for mode in block_writes force_logical; do
     issued=$(cat "$race/move-$mode-src" "$race/move-$mode-coord" | grep -c '^[A-Za-z0-9_-]\{48\}$' || true)
     [ "$issued" = 7500 ] || move_fail "$issued of 7500 tokens issued during the $mode move ($(grep -v '^[A-Za-z0-9_-]\{48\}$' "$race/move-$mode-src" | head -n 2))"
     [ "$(live "subject = 'mover'")" = 7500 ] || move_fail "$(live "subject = 'mover'") of 7500 tokens issued during the $mode move are in the shard"
-    echo "shard $shard moved ($mode) from ${node_name[$src]} to ${node_name[$dst]} while 7500 tokens were issued there and through the coordinator"
+    echo "shard $shard moved ($mode) from ${node_name[$from_node]} to ${node_name[$dst]} while 7500 tokens were issued there and through the coordinator"
     if [ "$mode" = block_writes ]; then
         regstack_citus_restart "$dst" || move_fail "restarting ${node_name[$dst]}"
         echo "${node_name[$dst]} restarted"
     fi
     # each consumed once, on the old owner (now routed) and the new one
     cat "$race/move-$mode-src" "$race/move-$mode-coord" \
-        | awk -v a="$race/consume-$src" -v b="$race/consume-$dst" \
+        | awk -v a="$race/consume-$from_node" -v b="$race/consume-$dst" \
             '{ printf "SELECT count(*) FROM regstack.consume_token(%c%s%c, %cpre_auth%c);\n", 39, $0, 39, 39, 39 > (NR % 2 ? a : b) }'
-    got=$( (regstack_citus_psql "$src" "$db" -Atq -f "$race/consume-$src"; regstack_citus_psql "$dst" "$db" -Atq -f "$race/consume-$dst") | sort | uniq -c | tr -s ' ')
+    got=$( (regstack_citus_psql "$from_node" "$db" -Atq -f "$race/consume-$from_node"; regstack_citus_psql "$dst" "$db" -Atq -f "$race/consume-$dst") | sort | uniq -c | tr -s ' ')
     [ "$got" = " 7500 1" ] || move_fail "consuming the 7500 tokens after the $mode move: '$got'"
     [ "$(live "subject = 'mover'")" = 0 ] || move_fail "tokens left after consuming them all"
 done
@@ -422,13 +434,21 @@ for n in 1 2; do
 done
 echo "routed calls roll back with their transaction, and commit on two workers with two-phase commit"
 # 32 calls at once on one key (limit 10), through the three nodes: 10 allowed.
-for i in $(seq 32); do
-    q $((i % 3)) "SELECT allowed FROM regstack.rate_limit_check('rl-race', 'login', 10, '1 hour')" > "$race/rl-$i" 2>&1 &
-done
-wait
-allowed=$(cat "$race"/rl-* | grep -c '^t$' || true)
-denied=$(cat "$race"/rl-* | grep -c '^f$' || true)
-[ "$allowed/$denied" = 10/22 ] || rl_fail "32 concurrent calls with a limit of 10: $allowed allowed, $denied denied ($(cat "$race"/rl-* | grep -v '^[tf]$' | head -n 2))"
+rate_race() {   # rate_race <key> <node>...: 32 calls at once (limit 10), nodes in turn: allowed/denied
+    local key=$1 i out
+    shift
+    local nodes=("$@")
+    out=$(mktemp -d "$work/rate-race.XXXXXX")
+    chmod 777 "$out"
+    for i in $(seq 32); do
+        q "${nodes[$((i % ${#nodes[@]}))]}" "SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 10, '1 hour')" \
+            > "$out/$i" 2>&1 &
+    done
+    wait
+    echo "$(cat "$out"/* | grep -c '^t$' || true)/$(cat "$out"/* | grep -c '^f$' || true)$(cat "$out"/* | grep -v '^[tf]$' | head -n 2 | sed 's/^/ /')"
+}
+got=$(rate_race rl-race 0 1 2)
+[ "$got" = 10/22 ] || rl_fail "32 concurrent calls with a limit of 10, allowed/denied: $got"
 echo "32 concurrent calls on one key through three nodes, limit 10: exactly 10 allowed"
 # A shard move keeps every limit: a key exhausted before the move stays
 # denied from every node after it.
@@ -539,3 +559,217 @@ for n in 1 2; do
 done
 echo "a shard move: one session's lookup follows it, and so does every worker's is_local"
 echo "test citus_node_lookup ... ok"
+
+# ---- citus_waits: cancels at every wait, savepoints ----
+# A call that waits on the cluster is cancelled cleanly (57014) and leaves
+# nothing behind: on the owner worker, waiting for the shard's metadata
+# lock (held here as a shard move holds it, through Citus's
+# lock_shard_metadata()); through the coordinator, a whole routed call
+# waiting there for that lock and for a row lock.  Afterwards no client
+# holds an advisory lock on the worker, the cancelled calls wrote nothing,
+# and the same calls succeed.  Then savepoints: routed token and
+# rate-limit calls rolled back to a savepoint are undone, the rest commits.
+wait_fail() {
+    echo "test citus_waits ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+hold() {   # hold <node> <sql>: run sql in a transaction held open for 3 s, in the background
+    regstack_citus_psql "$1" "$db" -Atq -c "BEGIN; $2; SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
+    sleep 0.7
+}
+client_advisory_locks() {   # client_advisory_locks <node>: advisory locks other client backends hold
+    q "$1" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE l.locktype = 'advisory' AND a.backend_type = 'client backend'
+               AND l.pid <> pg_backend_pid()"
+}
+timed_out() {   # timed_out <node> <sql>: the error of sql under a 300 ms statement_timeout
+    refusal "$1" "SET statement_timeout = '300ms'; $2"
+}
+# A subject and a key on worker 1, and their shards.
+probe=$(q 1 "SELECT regstack.issue_token('pre_auth', subject => 'wait-subject')") || wait_fail "issue on worker1"
+read -r tok_port tok_shard <<<"$(q 0 "SELECT node_port || ' ' || shard_id FROM regstack.token_node('$probe')")"
+q 0 "SELECT count(*) FROM regstack.consume_token('$probe', 'pre_auth')" >/dev/null
+owner=$(node_of_port "$tok_port")
+[ "$owner" != 0 ] || wait_fail "a token shard on the coordinator"
+key=
+for i in $(seq 100); do
+    if [ "$(q 0 "SELECT node_port FROM regstack.rate_limit_node('wait-key-$i')")" = "$tok_port" ]; then
+        key=wait-key-$i; break
+    fi
+done
+[ -n "$key" ] || wait_fail "no key among 100 on ${node_name[$owner]}"
+key_shard=$(q 0 "SELECT shard_id FROM regstack.rate_limit_node('$key')")
+
+# (1) On the owner, issue_token waits for the shard's metadata lock.
+hold "$owner" "SELECT lock_shard_metadata(7, ARRAY[$tok_shard]::bigint[])"
+err=$(timed_out "$owner" "SELECT regstack.issue_token('pre_auth', subject => 'wait-subject')")
+wait
+case $err in *"canceling statement due to statement timeout"*) ;; *) wait_fail "issue_token waiting for the metadata lock: '$err'" ;; esac
+[ "$(client_advisory_locks "$owner")" = 0 ] || wait_fail "advisory locks left on ${node_name[$owner]}"
+[ "$(live "subject = 'wait-subject'")" = 0 ] || wait_fail "a cancelled issue_token left a token"
+t=$(q "$owner" "SELECT regstack.issue_token('pre_auth', subject => 'wait-subject')") || wait_fail "issue_token after the cancel"
+[ "$(q 0 "SELECT subject FROM regstack.consume_token('$t', 'pre_auth')")" = wait-subject ] \
+    || wait_fail "the token issued after the cancel"
+echo "on the owner worker: a call waiting for the shard metadata lock cancelled (57014), nothing left, the next call works"
+
+# (2) Through the coordinator, a routed rate_limit_check waits there for
+# the same lock of the key's shard; (3) then for the key's row lock.
+q 0 "SELECT regstack.rate_limit_reset('$key')" >/dev/null
+hold "$owner" "SELECT lock_shard_metadata(7, ARRAY[$key_shard]::bigint[])"
+err=$(timed_out 0 "BEGIN; SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour'); COMMIT")
+wait
+case $err in *"canceling statement due to statement timeout"*) ;; *) wait_fail "routed call waiting for the metadata lock: '$err'" ;; esac
+[ "$(client_advisory_locks "$owner")" = 0 ] || wait_fail "advisory locks left on ${node_name[$owner]} after a routed cancel"
+q "$owner" "SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour')" >/dev/null \
+    || wait_fail "rate_limit_check after the routed cancel"
+hold "$owner" "SELECT 1 FROM regstack.auth_rate_limit_state WHERE key = '$key' FOR UPDATE"
+err=$(timed_out 0 "BEGIN; SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour'); COMMIT")
+wait
+case $err in *"canceling statement due to statement timeout"*) ;; *) wait_fail "routed call waiting for the row lock: '$err'" ;; esac
+# One event so far (the call between the cancels): one more allowed, then denied.
+got=$(q 0 "SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour')")$(q 1 "SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour')")
+[ "$got" = tf ] || wait_fail "after two cancelled routed calls, a limit of 2 with one event gave $got, not tf"
+echo "through the coordinator: a routed call waiting for the metadata lock, then for the row lock, cancelled; neither counted"
+
+# Savepoints, through the coordinator (routed calls).
+got=$(regstack_citus_psql 0 "$db" -Atq <<EOS
+SELECT regstack.rate_limit_reset('sp-key');
+BEGIN;
+SAVEPOINT a;
+SELECT regstack.issue_token('pre_auth', subject => 'sp-subject') AS undone \gset
+SELECT allowed FROM regstack.rate_limit_check('sp-key', 'login', 1, '1 hour');
+ROLLBACK TO SAVEPOINT a;
+SELECT count(*) FROM regstack.consume_token(:'undone', 'pre_auth');
+SELECT allowed FROM regstack.rate_limit_check('sp-key', 'login', 1, '1 hour');
+SELECT regstack.issue_token('pre_auth', subject => 'sp-subject') AS kept \gset
+COMMIT;
+SELECT subject FROM regstack.consume_token(:'kept', 'pre_auth');
+SELECT allowed FROM regstack.rate_limit_check('sp-key', 'login', 1, '1 hour');
+EOS
+) || wait_fail "the savepoint script"
+[ "$(echo $got)" = "0 t 0 t sp-subject f" ] || wait_fail "savepoints: got '$(echo $got)'"
+echo "savepoints: a token and a rate-limit event rolled back to a savepoint are undone, the rest commits"
+echo "test citus_waits ... ok"
+
+# ---- citus_distribute: regstack.distribute() and DROP EXTENSION ----
+# DROP EXTENSION regstack leaves no shard behind on any node (src/
+# citus_drop.c), a DROP rolled back keeps every shard and row;
+# regstack.distribute() refuses while a worker holds rows of its own,
+# then distributes everything once (a second call changes nothing): the
+# registry and key tables as reference tables with their shipped rows
+# still shipped, one subject-tag key on every node, registry changes seen
+# at once by sessions on every node (test/citus/registry_sessions.py),
+# rate-limit calls delegated to the key's node (a 32-way race through the
+# coordinator allows exactly the limit), and the token contract across
+# nodes without any key copied by hand.
+dist_fail() {
+    echo "test citus_distribute ... FAILED ($*)"
+    KEEP=1
+    exit 1
+}
+leftovers() {   # leftovers <node>: regstack relations (shards too), Citus tables, distributed functions
+    q "$1" "SET citus.override_table_visibility = off;
+            SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = 'regstack')
+                   || '|' || (SELECT count(*) FROM pg_dist_partition)
+                   || '|' || (SELECT count(*) FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
+                               WHERE o.classid = 'pg_proc'::regclass AND p.proname LIKE 'rate_limit%')"
+}
+# The tables distributed so far (tokens and the rate-limit tables), with rows.
+tok=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'kept')") || dist_fail "issue before the rolled-back DROP"
+regstack_citus_psql 0 "$db" -q -c "BEGIN" -c "DROP EXTENSION regstack" -c "ROLLBACK" >/dev/null 2>&1 \
+    || dist_fail "BEGIN; DROP EXTENSION regstack; ROLLBACK"
+[ "$(q 1 "SELECT subject FROM regstack.consume_token('$tok', 'pre_auth')")" = kept ] \
+    || dist_fail "a token issued before a rolled-back DROP EXTENSION is gone"
+echo "DROP EXTENSION rolled back: shards and rows kept"
+# The source placements of the shard moves above are Citus's to drop (its
+# deferred cleanup, pg_dist_cleanup), not orphans of the DROP: gone first.
+q 0 "CALL citus_cleanup_orphaned_resources()" >/dev/null || dist_fail "citus_cleanup_orphaned_resources"
+q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (distributed tables)"
+for n in 0 1 2; do
+    [ "$(leftovers "$n")" = "0|0|0" ] \
+        || dist_fail "after DROP EXTENSION, ${node_name[$n]} keeps relations|Citus tables|functions: $(leftovers "$n")"
+    [ -z "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
+        || dist_fail "regstack still installed on ${node_name[$n]}"
+done
+echo "DROP EXTENSION regstack with distributed tables: no relation or shard left on any node"
+
+q 0 "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION regstack again"
+for n in 1 2; do
+    [ -n "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
+        || q "$n" "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION on ${node_name[$n]}"
+done
+# A token issued on worker 1 before distributing lives in its own table.
+early=$(q 1 "SELECT regstack.issue_token('pre_auth', subject => 'early')") || dist_fail "issue on worker1"
+err=$(refusal 0 "SELECT * FROM regstack.distribute()")
+case $err in
+    *"worker 127.0.0.1:${REGSTACK_CITUS_PORTS[1]} holds 1 row(s) in its own copy of table regstack.auth_ephemeral_tokens"*) ;;
+    *) dist_fail "distribute() with a token on worker1: '$err'" ;;
+esac
+[ "$(q 0 "SELECT count(*) FROM pg_dist_partition")" = 0 ] || dist_fail "a refused distribute() left Citus tables"
+[ "$(q 1 "SELECT subject FROM regstack.consume_token('$early', 'pre_auth')")" = early ] \
+    || dist_fail "the token on worker1 was not kept by the refused distribute()"
+echo "distribute() refused while worker1 held a token of its own ($err)"
+
+got=$(q 0 "SELECT string_agg(object || ' ' || distribution || ' ' || changed, ', ' ORDER BY object) FROM regstack.distribute()") \
+    || dist_fail "regstack.distribute()"
+want="regstack.auth_ephemeral_tokens hash(subject_tag) true, regstack.auth_rate_limit_events hash(key) true, regstack.auth_rate_limit_state hash(key) true, regstack.rate_limit_check(text,text,integer,interval,boolean) delegated(key) true, regstack.rate_limit_policies reference true, regstack.rate_limit_record(text,text) delegated(key) true, regstack.rate_limit_reset(text,text) delegated(key) true, regstack.secret_keys reference true, regstack.token_types reference true"
+[ "$got" = "$want" ] || dist_fail "distribute() returned: $got"
+again=$(q 0 "SELECT count(*) FILTER (WHERE changed) || '/' || count(*) FROM regstack.distribute()")
+[ "$again" = "0/9" ] || dist_fail "a second distribute() changed $again objects"
+colocated=$(q 0 "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
+                  WHERE logicalrelid IN ('regstack.auth_rate_limit_state'::regclass, 'regstack.auth_rate_limit_events'::regclass)")
+[ "$colocated" = 1 ] || dist_fail "the rate-limit tables are not colocated"
+echo "distribute(): 3 reference tables, 3 distributed, 3 functions delegated; a second call changes nothing"
+
+keys=
+for n in 0 1 2; do
+    row=$(q "$n" "SELECT (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.token_types)
+                  || ' ' || (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.rate_limit_policies)
+                  || ' ' || (SELECT encode(sha256(secret), 'hex') FROM regstack.secret_keys WHERE name = 'subject_tag')")
+    read -r types policies key_hash <<<"$row"
+    [ "$types" = 6/6 ] && [ "$policies" = 6/6 ] \
+        || dist_fail "${node_name[$n]}: shipped token types $types, policies $policies (want 6/6)"
+    keys+="$key_hash "
+done
+[ "$(tr ' ' '\n' <<<"$keys" | sort -u | grep -c .)" = 1 ] || dist_fail "different subject-tag keys: $keys"
+echo "every node: the 6 shipped token types and policies still shipped, one subject-tag key"
+
+REGSTACK_CITUS_DB=$db /usr/bin/python3 "$src/test/citus/registry_sessions.py" "${REGSTACK_CITUS_PORTS[@]}" \
+    || dist_fail "registry changes across nodes"
+
+# Tokens: issue on each node, consume on each other; a subject's tokens
+# revoked from any node, with no key copied by hand.
+for i in 0 1 2; do
+    t=$(q "$i" "SELECT regstack.issue_token('password_reset', subject => 'dist-user')") || dist_fail "issue on ${node_name[$i]}"
+    j=$(((i + 1) % 3))
+    [ "$(q "$j" "SELECT subject FROM regstack.peek_token('$t', 'password_reset')")" = dist-user ] \
+        || dist_fail "a token issued on ${node_name[$i]} is not seen on ${node_name[$j]}"
+done
+[ "$(q 2 "SELECT regstack.revoke_tokens('dist-user')")" = 3 ] || dist_fail "revoke_tokens from worker2 missed tokens"
+echo "tokens issued on every node, seen on the next, all three revoked from worker2"
+# A call routed from the coordinator reads the registry there (on the
+# worker's copy of the reference table, inside Citus's routed statement).
+got=$(regstack_citus_psql 0 "$db" -Atq -c "BEGIN" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('dist-policy', 'login_attempt')" -c "COMMIT" 2>&1) \
+    || dist_fail "a routed rate_limit_check with its policy: $got"
+[ "$(echo $got)" = "t" ] || dist_fail "a routed rate_limit_check with its policy gave '$got'"
+echo "a routed call in a transaction reads the policy on the owner worker"
+
+# Delegation: a call made alone on the coordinator runs on the key's node.
+pushed=$(regstack_citus_psql 0 "$db" -Atq -c "SET client_min_messages = debug1" \
+    -c "SELECT allowed FROM regstack.rate_limit_check('dist-key', 'login', 10, '1 hour')" 2>&1) \
+    || dist_fail "rate_limit_check on the coordinator"
+grep -q "pushing down the function call" <<<"$pushed" || dist_fail "rate_limit_check was not delegated: $pushed"
+got=$(rate_race dist-race 0)
+[ "$got" = 10/22 ] || dist_fail "32 delegated calls with a limit of 10, allowed/denied: $got"
+echo "rate_limit_check delegated from the coordinator; 32 delegated calls at once, limit 10: 10 allowed"
+
+q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (reference tables, delegated functions)"
+for n in 0 1 2; do
+    [ "$(leftovers "$n")" = "0|0|0" ] \
+        || dist_fail "after DROP EXTENSION, ${node_name[$n]} keeps relations|Citus tables|functions: $(leftovers "$n")"
+done
+echo "DROP EXTENSION regstack after distribute(): nothing left on any node"
+echo "test citus_distribute ... ok"

@@ -76,7 +76,7 @@ regstack_citus_install_deps() {
     local major
     major=$("$1" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
     regstack_install_packages postgresql-server-dev-"$major" make gcc \
-        libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev
+        libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libicu-dev
 }
 
 # Build Citus $2 from the vendor tarball against pg_config $1, as the test
