@@ -78,7 +78,7 @@ regstack_citus_start "$pg_config" "$work/cluster" \
          KEEP=1; exit 1; }
 t2=$(date +%s.%N)
 printf 'citus %s installed in %.1f s; cluster (ports %s) started in %.1f s\n' \
-    "$citus_version" "$(echo "$t1 - $t0" | bc)" "${REGSTACK_CITUS_PORTS[*]}" "$(echo "$t2 - $t1" | bc)"
+    "$citus_version" "$(awk "BEGIN { print $t1 - $t0 }")" "${REGSTACK_CITUS_PORTS[*]}" "$(awk "BEGIN { print $t2 - $t1 }")"
 
 db=$REGSTACK_CITUS_DB
 node_name=(coordinator worker1 worker2)
