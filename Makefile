@@ -9,6 +9,9 @@
 #   make bench            the benchmark (test/bench/run.sh; BENCH_MODE=smoke
 #                         for the few-second CI version, PGVERSION=17 or 18
 #                         for another PostgreSQL), see the README
+#   make bench-citus      the same calls on a Citus worker that owns the
+#                         rows and through the coordinator, against a
+#                         single server (test/bench/citus.sh)
 #   make dist             the PGXN distribution regstack-<version>.zip of
 #                         the commit HEAD (version from META.json)
 
@@ -63,9 +66,14 @@ sql/regstack--1.1.sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 
 # The benchmark: builds its own private copy, starts throwaway servers.
-.PHONY: bench
+.PHONY: bench bench-citus
 bench:
 	bash test/bench/run.sh
+
+# regstack on Citus: the owner worker and the coordinator against a
+# single server, in one run (test/bench/citus.sh).
+bench-citus:
+	bash test/bench/citus.sh
 
 # The PGXN distribution: the committed tree of HEAD under regstack-<version>/,
 # plus the built install script, which META.json names as the extension's

@@ -51,6 +51,8 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "storage/lmgr.h"
 
 PG_FUNCTION_INFO_V1(regstack_registry_trigger);
 
@@ -139,6 +141,18 @@ registry_load(RegstackRegistryCache *cache)
 	invalidations_before = cache->invalidations;
 	cache->relid = get_relname_relid(cache->relname,
 									 get_namespace_oid("regstack", false));
+
+	/*
+	 * The table before its shard (on Citus the statement reads the shard):
+	 * the order every call takes, and DROP EXTENSION's lock (citus_drop.c)
+	 * waits for; and the table stays while its names are looked up.
+	 */
+	if (OidIsValid(cache->relid))
+	{
+		LockRelationOid(cache->relid, AccessShareLock);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cache->relid)))
+			cache->relid = InvalidOid;
+	}
 	registry_prepare(cache);
 	if (SPI_execute_snapshot(cache->load_plan, NULL, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)

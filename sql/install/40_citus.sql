@@ -34,11 +34,13 @@ COMMENT ON FUNCTION regstack.rate_limit_node(text) IS
 -- registry and key tables become reference tables (one copy, so one
 -- subject-tag key, on every node), the tokens are distributed by
 -- subject_tag, the rate-limit state and events by key, colocated, and the
--- rate-limit functions are delegated by their key.  Tables already
+-- rate-limit functions are delegated by their key (unless delegate is
+-- false: docs/citus.md says what that costs on the owner).  Tables already
 -- distributed this way are left as they are; one distributed otherwise is
 -- an error.  Rows the workers hold in their own copies of the token or
 -- rate-limit tables would be hidden by the distribution: refused.
-CREATE FUNCTION regstack.distribute(shard_count integer DEFAULT NULL)
+CREATE FUNCTION regstack.distribute(shard_count integer DEFAULT NULL,
+                                    delegate boolean DEFAULT true)
 RETURNS TABLE (object text, distribution text, changed boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -118,7 +120,7 @@ BEGIN
             IF method <> 'n' OR repmodel <> 't' THEN
                 RAISE EXCEPTION 'table % is already a Citus table, but not a reference table', tbl
                     USING ERRCODE = 'object_not_in_prerequisite_state',
-                          HINT = 'Undo its distribution (undistribute_table) and run regstack.distribute() again.';
+                          HINT = 'Citus cannot undistribute a table an extension owns: DROP EXTENSION regstack and CREATE EXTENSION regstack, then run regstack.distribute().';
             END IF;
             object := tbl::text; distribution := 'reference'; changed := false;
             RETURN NEXT;
@@ -143,7 +145,7 @@ BEGIN
                 RAISE EXCEPTION 'table % is already a Citus table, but not distributed by hash of column "%"',
                                 tbl, hash_columns[i]
                     USING ERRCODE = 'object_not_in_prerequisite_state',
-                          HINT = 'Undo its distribution (undistribute_table) and run regstack.distribute() again.';
+                          HINT = 'Citus cannot undistribute a table an extension owns: DROP EXTENSION regstack and CREATE EXTENSION regstack, then run regstack.distribute().';
             END IF;
             object := tbl::text; distribution := format('hash(%s)', hash_columns[i]);
             changed := false;
@@ -163,6 +165,13 @@ BEGIN
     END LOOP;
 
     -- Calls of these, made alone, go straight to the node of their key.
+    -- Citus then plans each call anew, on the owner too (a prepared
+    -- statement's plan is not reused), so clients that send calls to the
+    -- owner themselves are faster without it: delegate => false.
+    IF delegate IS NULL THEN
+        RAISE EXCEPTION 'delegate must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     FOREACH object IN ARRAY delegated LOOP
         changed := NOT EXISTS (
             SELECT FROM pg_dist_object o
@@ -171,12 +180,17 @@ BEGIN
               AND o.distribution_argument_index = 0
               AND o.colocationid = (SELECT p.colocationid FROM pg_dist_partition p
                                     WHERE p.logicalrelid = 'regstack.auth_rate_limit_state'::regclass));
-        IF changed THEN
-            PERFORM create_distributed_function(object::regprocedure, 'key',
-                                                colocate_with => 'regstack.auth_rate_limit_state');
-        END IF;
         object := object::regprocedure::text;
-        distribution := 'delegated(key)';
+        IF changed AND NOT delegate THEN
+            -- not delegated, and not to be
+            distribution := 'not delegated'; changed := false;
+        ELSE
+            IF changed THEN
+                PERFORM create_distributed_function(object::regprocedure, 'key',
+                                                    colocate_with => 'regstack.auth_rate_limit_state');
+            END IF;
+            distribution := 'delegated(key)';
+        END IF;
         RETURN NEXT;
     END LOOP;
 
@@ -184,5 +198,5 @@ BEGIN
 END;
 $distribute$;
 
-COMMENT ON FUNCTION regstack.distribute(integer) IS
-'On a Citus coordinator: make the registry and key tables reference tables, distribute the tokens by subject_tag and the rate-limit tables by key, delegate the rate-limit functions';
+COMMENT ON FUNCTION regstack.distribute(integer, boolean) IS
+'On a Citus coordinator: make the registry and key tables reference tables, distribute the tokens by subject_tag and the rate-limit tables by key, delegate the rate-limit functions (unless delegate is false)';
