@@ -1,5 +1,5 @@
--- token_node and rate_limit_node name the node that holds a row when
--- Citus distributes regstack's tables (test/citus/ checks that on a
+-- token_node, subject_node and rate_limit_node name the node that holds a
+-- row when Citus distributes regstack's tables (test/citus/ checks that on a
 -- cluster).  Here, without Citus, every row is this node's own: one row,
 -- is_local, no node; a string that is no token is answered the same way
 -- (every node answers it, with a miss).  Arguments are checked as every
@@ -11,12 +11,16 @@
 SELECT regstack.issue_token('pre_auth', subject => 'ivan') AS tok \gset
 SELECT * FROM regstack.token_node(:'tok');
 SELECT * FROM regstack.token_node('not a token');
+SELECT * FROM regstack.subject_node('ivan');
 SELECT * FROM regstack.rate_limit_node('user:42');
 SELECT (regstack.token_node(:'tok')).is_local AS composite_form;
 
 SELECT pg_temp.err($$SELECT regstack.token_node(NULL)$$);
 SELECT pg_temp.err($$SELECT regstack.token_node('')$$);
 SELECT pg_temp.err($$SELECT regstack.token_node(repeat('A', 4097))$$);
+SELECT pg_temp.err($$SELECT regstack.subject_node(NULL)$$);
+SELECT pg_temp.err($$SELECT regstack.subject_node('')$$);
+SELECT pg_temp.err($$SELECT regstack.subject_node(repeat('s', 4097))$$);
 SELECT pg_temp.err($$SELECT regstack.rate_limit_node(NULL)$$);
 SELECT pg_temp.err($$SELECT regstack.rate_limit_node('')$$);
 SELECT pg_temp.err($$SELECT regstack.rate_limit_node(repeat('k', 1025))$$);

@@ -26,9 +26,9 @@
  * has accepted: every one committed before its transaction started, or
  * before its last lock acquisition.
  *
- * The SQL functions here are regstack.token_node() and
- * regstack.rate_limit_node(), for clients that send a call straight to the
- * node that owns its row.  They take no lock, so the answer is where the
+ * The SQL functions here are regstack.token_node(),
+ * regstack.subject_node() and regstack.rate_limit_node(), for clients that
+ * send a call straight to the node that owns its row.  They take no lock, so the answer is where the
  * row lives as of the call; a client routing by it meets at worst a node
  * that no longer owns the shard after a move, where the call still gives
  * the right answer.
@@ -40,6 +40,7 @@
  *-------------------------------------------------------------------------
  */
 #include "rate_limits.h"
+#include "tokens.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -68,6 +69,7 @@
 #define CITUS_LOCK_CLASS_COLOCATED_SHARDS_METADATA	8
 
 PG_FUNCTION_INFO_V1(regstack_token_node);
+PG_FUNCTION_INFO_V1(regstack_subject_node);
 PG_FUNCTION_INFO_V1(regstack_rate_limit_node);
 
 /* Where one distribution value's row lives. */
@@ -696,10 +698,12 @@ regstack_citus_local_shards(RegstackTable table)
 /*
  * The shard of relid on this node when Citus keeps relid in one shard
  * (a reference table, a copy on every node, or a Citus local table), else
- * InvalidOid: a table Citus does not manage, one it distributes by hash,
- * or one with no placement here.  The registry caches read that shard
- * (registry.c): reading the table itself is a distributed query, which
- * Citus refuses inside a call it routed to this node.
+ * InvalidOid: a table Citus does not manage, or one it distributes by
+ * hash.  An error (55000) when that one shard has no copy here: a node
+ * added after regstack.distribute() before Citus copied the reference
+ * tables to it.  The registry caches read that shard (registry.c):
+ * reading the table itself is a distributed query, which Citus refuses
+ * inside a call it routed to this node.
  */
 Oid
 regstack_citus_single_shard(Oid relid)
@@ -716,6 +720,7 @@ regstack_citus_single_shard(Oid relid)
 	int32		local_group;
 	bool		placed_here = false;
 	char	   *name;
+	Oid			shard_relid;
 
 	if (!citus_installed() ||
 		!citus_partition(relid, &method, &column, &colocation_id) || method != 'n')
@@ -745,11 +750,22 @@ regstack_citus_single_shard(Oid relid)
 												citus_column(rel, "groupid"))) == local_group;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	if (!placed_here)
-		return InvalidOid;
 
+	/*
+	 * The table itself, Citus's shell, no longer holds the rows (distribute()
+	 * truncates it on the coordinator; a worker's holds what it had before):
+	 * never read it in place of the shard.
+	 */
 	name = psprintf("%s_" INT64_FORMAT, get_rel_name(relid), shard_id);
-	return get_relname_relid(name, get_rel_namespace(relid));
+	shard_relid = placed_here ? get_relname_relid(name, get_rel_namespace(relid)) : InvalidOid;
+	if (!OidIsValid(shard_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table regstack.%s has no copy on this node", get_rel_name(relid)),
+				 errdetail("Citus keeps it in shard " INT64_FORMAT ", which has no placement in this node's group %d.",
+						   shard_id, local_group),
+				 errhint("Run SELECT replicate_reference_tables() on the Citus coordinator (a node added after regstack.distribute() gets its copy then); the coordinator must be in the Citus metadata.")));
+	return shard_relid;
 }
 
 /* The SQL result row of a location: node_name, node_port, shard_id, is_local. */
@@ -797,6 +813,24 @@ regstack_token_node(PG_FUNCTION_ARGS)
 					 &where);
 		citus_node(&where);
 	}
+	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
+}
+
+/*
+ * subject_node(subject): the node holding the tokens of subject, where
+ * its issue_token (with a cap) and revoke_tokens run directly.
+ */
+Datum
+regstack_subject_node(PG_FUNCTION_ARGS)
+{
+	text	   *subject = regstack_text_arg(fcinfo, 0, "subject",
+											REGSTACK_MAX_TEXT_BYTES, true);
+	int32		tag = regstack_subject_tag(subject);
+	CitusLocation where;
+
+	AcceptInvalidationMessages();	/* as of now, not of the transaction's start */
+	citus_locate(RS_TABLE_TOKENS, Int32GetDatum(tag), &where);
+	citus_node(&where);
 	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
 }
 

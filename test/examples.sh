@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/examples.sh: run every client example in examples/ against a
-# throwaway PostgreSQL with regstack, then the Python, Node and Java ones
-# again through PgBouncer in transaction mode.
+# throwaway PostgreSQL with regstack (examples/python/citus_routing.py on
+# one server, without Citus), then the Python, Node and Java ones again
+# through PgBouncer in transaction mode.
 #
 #   bash test/examples.sh <path-to-pg_config>
 #
@@ -181,6 +182,9 @@ t0=$(date +%s)
 run_example examples_python $pg_port python "$python_cmd"
 run_example examples_node $pg_port node "$node_cmd"
 run_example examples_java $pg_port java "$java_cmd"
+# Without Citus every call stays on the first connection (test/citus/
+# smoke.sh runs it on a cluster).
+run_example examples_python_citus_routing $pg_port python "/usr/bin/python3 citus_routing.py"
 run_example examples_python_pgbouncer $bouncer_port python "$python_cmd"
 run_example examples_node_pgbouncer $bouncer_port node "$node_cmd"
 run_example examples_java_pgbouncer $bouncer_port java "$java_cmd"

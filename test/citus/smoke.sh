@@ -36,7 +36,8 @@
 # Last, with those tables distributed, regstack.token_node() and
 # regstack.rate_limit_node() (src/citus.c) must name on every node the
 # shard and node Citus itself gives for 101 tokens and 101 keys, and
-# follow a shard move.  It prints "test citus_node_lookup ... ok" (or
+# follow a shard move; regstack.subject_node() the node of a subject's
+# tokens.  It prints "test citus_node_lookup ... ok" (or
 # FAILED).
 #
 # Then "test citus_waits": calls cancelled while they wait for a shard's
@@ -44,12 +45,18 @@
 # lock and for a row lock, leave nothing behind; savepoints undo routed
 # calls.  Last, "test citus_distribute": DROP EXTENSION regstack leaves no shard
 # on any node (and a rolled-back one keeps them all), then
-# regstack.distribute() on a fresh CREATE EXTENSION: refused while a worker
-# holds a token of its own, then everything distributed in one call, the
-# shipped registry rows still shipped, one subject-tag key everywhere,
-# registry changes seen at once by long-lived sessions on every node
-# (test/citus/registry_sessions.py), tokens across nodes, rate-limit calls
-# delegated from the coordinator (a 32-way race), and DROP EXTENSION again.
+# regstack.distribute() on a fresh CREATE EXTENSION: refused while the
+# coordinator is not in Citus's metadata and while a worker holds a token
+# of its own, then everything distributed in one call (the coordinator's
+# local tables emptied; an ignored shard_count and a kept delegation
+# told), the shipped registry rows still shipped, one subject-tag key
+# everywhere, registry changes seen at once by long-lived sessions on
+# every node (test/citus/registry_sessions.py), tokens across nodes,
+# rate-limit calls delegated from the coordinator (a 32-way race), a
+# worker added (its calls refused until Citus copies the reference tables
+# to it, then the cluster's key, and a shard moved to it), DROP
+# EXTENSION again, and DROP SCHEMA regstack CASCADE of a distributed
+# regstack.
 #
 # Run as root (installs Citus's build dependencies, runs the servers as
 # "postgres").  KEEP=1 keeps the work directory (the cluster is stopped).
@@ -66,6 +73,10 @@ pg_config=${1:?usage: test/citus/smoke.sh <pg_config of a private copy with regs
 work=$(mktemp -d /tmp/regstack-citus-smoke.XXXXXX)
 chmod 755 "$work"
 trap '[ "${KEEP:-0}" = 1 ] && echo "work directory kept: $work" || rm -rf "$work"' EXIT
+
+# The registry test's client (test/citus/registry_sessions.py).
+regstack_install_packages python3-psycopg \
+    || { echo "test citus_smoke ... FAILED (python3-psycopg could not be installed)"; exit 1; }
 
 # Reapers that look every second, so that their warnings come soon.
 export REGSTACK_CITUS_CONF="regstack.reaper_naptime = 1"
@@ -205,7 +216,8 @@ echo "type, challenge, attach_result and peek_token: the same on the owner and t
 
 # revoke_tokens on any node finds a subject's tokens issued on every node.
 for n in 0 1 2; do
-    q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'revoked')" >/dev/null
+    q "$n" "SELECT regstack.issue_token('pre_auth', subject => 'revoked')" >/dev/null \
+        || tok_fail "issue_token on ${node_name[$n]}"
 done
 for n in 1 0; do
     revoked=$(q "$n" "SELECT regstack.revoke_tokens('revoked')") || tok_fail "revoke_tokens on ${node_name[$n]}"
@@ -242,7 +254,8 @@ echo "a per-subject cap: exact whichever nodes issue, also 12 at once"
 race=$(mktemp -d "$work/race.XXXXXX")
 chmod 777 "$race"
 for i in $(seq 12); do
-    q 0 "SELECT regstack.issue_token('pre_auth', subject => 'race-$i')" > "$race/token-$i"
+    q 0 "SELECT regstack.issue_token('pre_auth', subject => 'race-$i')" > "$race/token-$i" \
+        || tok_fail "issue_token for the race"
 done
 for i in $(seq 12); do
     for m in 0 1 2; do
@@ -270,7 +283,8 @@ removed() {
 }
 before=$(removed)
 for i in $(seq 12); do
-    q $((i % 3)) "SELECT regstack.issue_token('download', payload => '{}', ttl => '1 second')" >/dev/null
+    q $((i % 3)) "SELECT regstack.issue_token('download', payload => '{}', ttl => '1 second')" >/dev/null \
+        || tok_fail "issue_token of a short-lived token on ${node_name[$((i % 3))]}"
 done
 sleep 1.5
 for n in 0 1 2; do
@@ -292,9 +306,9 @@ move_fail() {
     KEEP=1
     exit 1
 }
-token=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'mover')")
-shard=$(q 0 "SELECT shard_id FROM regstack.token_node('$token')")
-q 0 "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')" >/dev/null
+token=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'mover')") || move_fail "issue_token"
+shard=$(q 0 "SELECT shard_id FROM regstack.token_node('$token')") || move_fail "token_node"
+q 0 "SELECT count(*) FROM regstack.consume_token('$token', 'pre_auth')" >/dev/null || move_fail "consume_token"
 # 300,000 rows of another subject with the same tag make the shard's copy
 # last long enough for the writers below to meet it.
 tag="('x' || encode(substring(decode(translate('$token', '-_', '+/'), 'base64') from 1 for 4), 'hex'))::bit(32)::int"
@@ -334,7 +348,8 @@ for mode in block_writes force_logical; do
     [ "$got" = " 7500 1" ] || move_fail "consuming the 7500 tokens after the $mode move: '$got'"
     [ "$(live "subject = 'mover'")" = 0 ] || move_fail "tokens left after consuming them all"
 done
-q 0 "DELETE FROM regstack.auth_ephemeral_tokens WHERE subject_tag = $tag AND subject = 'filler'" >/dev/null
+q 0 "DELETE FROM regstack.auth_ephemeral_tokens WHERE subject_tag = $tag AND subject = 'filler'" >/dev/null \
+    || move_fail "deleting the filler rows"
 echo "test citus_tokens_move ... ok"
 
 # ---- citus_guard: the rate-limit tables distributed apart ----
@@ -539,6 +554,25 @@ for what in tokens keys; do
     [ "$local_total" = 101 ] || lookup_fail "$fn: $local_total of 101 rows local on some node, not 101"
     echo "$fn: the shard and node of 101 $what agree with Citus's on every node; each is local on one node"
 done
+# subject_node names, on every node, the shard and node token_node names
+# for a token of that subject (checked against Citus's just above).
+subject_tokens=$(for g in $(seq 101); do
+                     echo "SELECT 'subject-$g', regstack.issue_token('pre_auth', subject => 'subject-$g');"
+                 done | regstack_citus_psql 0 "$db" -Atq -F ' ') || lookup_fail "issuing tokens of 101 subjects"
+values=$(awk '{ printf "%s(%c%s%c, %c%s%c)", (NR > 1 ? ", " : ""), 39, $1, 39, 39, $2, 39 }' <<<"$subject_tokens")
+local_total=0
+for n in 0 1 2; do
+    got=$(q "$n" "SELECT count(*) FILTER (WHERE s IS DISTINCT FROM t) || '|' || count(*) FILTER (WHERE (s).is_local)
+                         || '|' || count(*)
+                    FROM (SELECT regstack.subject_node(v.subject) AS s, regstack.token_node(v.token) AS t
+                            FROM (VALUES $values) AS v(subject, token)) AS x") || lookup_fail "subject_node on ${node_name[$n]}"
+    IFS='|' read -r wrong local total <<<"$got"
+    [ "$wrong" = 0 ] && [ "$total" = 101 ] \
+        || lookup_fail "subject_node on ${node_name[$n]}: $wrong of $total answers differ from token_node's"
+    local_total=$((local_total + local))
+done
+[ "$local_total" = 101 ] || lookup_fail "subject_node: $local_total of 101 subjects local on some node, not 101"
+echo "subject_node: the node of 101 subjects is their tokens' on every node"
 # A shard move: in one session, the lookup before and after the move names
 # the source and then the target node, and the workers' is_local follows.
 src_port=$(q 0 "SELECT node_port FROM regstack.rate_limit_node('move-me')")
@@ -575,8 +609,15 @@ wait_fail() {
     exit 1
 }
 hold() {   # hold <node> <sql>: run sql in a transaction held open for 3 s, in the background
-    regstack_citus_psql "$1" "$db" -Atq -c "BEGIN; $2; SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
-    sleep 0.7
+    local tries
+    regstack_citus_psql "$1" "$db" -Atq -c "BEGIN; $2; SELECT pg_sleep(3); COMMIT; -- held" >/dev/null 2>&1 &
+    # Back once that transaction sleeps, its sql done.
+    for tries in $(seq 100); do
+        [ "$(q "$1" "SELECT count(*) FROM pg_stat_activity
+                      WHERE wait_event = 'PgSleep' AND query LIKE '%-- held'")" = 1 ] && return 0
+        sleep 0.05
+    done
+    wait_fail "the transaction holding '$2' on ${node_name[$1]} did not reach its sleep"
 }
 client_advisory_locks() {   # client_advisory_locks <node>: advisory locks other client backends hold
     q "$1" "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
@@ -589,7 +630,7 @@ timed_out() {   # timed_out <node> <sql>: the error of sql under a 300 ms statem
 # A subject and a key on worker 1, and their shards.
 probe=$(q 1 "SELECT regstack.issue_token('pre_auth', subject => 'wait-subject')") || wait_fail "issue on worker1"
 read -r tok_port tok_shard <<<"$(q 0 "SELECT node_port || ' ' || shard_id FROM regstack.token_node('$probe')")"
-q 0 "SELECT count(*) FROM regstack.consume_token('$probe', 'pre_auth')" >/dev/null
+q 0 "SELECT count(*) FROM regstack.consume_token('$probe', 'pre_auth')" >/dev/null || wait_fail "consume on the coordinator"
 owner=$(node_of_port "$tok_port")
 [ "$owner" != 0 ] || wait_fail "a token shard on the coordinator"
 key=
@@ -615,7 +656,7 @@ echo "on the owner worker: a call waiting for the shard metadata lock cancelled 
 
 # (2) Through the coordinator, a routed rate_limit_check waits there for
 # the same lock of the key's shard; (3) then for the key's row lock.
-q 0 "SELECT regstack.rate_limit_reset('$key')" >/dev/null
+q 0 "SELECT regstack.rate_limit_reset('$key')" >/dev/null || wait_fail "rate_limit_reset"
 hold "$owner" "SELECT lock_shard_metadata(7, ARRAY[$key_shard]::bigint[])"
 err=$(timed_out 0 "BEGIN; SELECT allowed FROM regstack.rate_limit_check('$key', 'login', 2, '1 hour'); COMMIT")
 wait
@@ -676,6 +717,27 @@ leftovers() {   # leftovers <node>: regstack relations (shards too), Citus table
                    || '|' || (SELECT count(*) FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
                                WHERE o.classid = 'pg_proc'::regclass AND p.proname LIKE 'rate_limit%')"
 }
+nothing_left() {   # nothing_left <what dropped regstack>: no trace of it on any node
+    local n
+    for n in "${!REGSTACK_CITUS_PORTS[@]}"; do
+        [ "$(leftovers "$n")" = "0|0|0" ] \
+            || dist_fail "after $1, ${node_name[$n]} keeps relations|Citus tables|functions: $(leftovers "$n")"
+        [ -z "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
+            || dist_fail "regstack still installed on ${node_name[$n]} after $1"
+    done
+}
+create_everywhere() {   # create_everywhere: CREATE EXTENSION regstack on the coordinator, and where Citus did not
+    local n
+    q 0 "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION regstack again"
+    for n in "${!REGSTACK_CITUS_PORTS[@]}"; do
+        [ -n "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
+            || q "$n" "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION on ${node_name[$n]}"
+    done
+}
+cleanup_moves() {   # cleanup_moves: the source placements shard moves left, dropped by Citus
+    regstack_citus_psql 0 "$db" -q -c "SET client_min_messages = warning" \
+        -c "CALL citus_cleanup_orphaned_resources()" >/dev/null || dist_fail "citus_cleanup_orphaned_resources"
+}
 # The tables distributed so far (tokens and the rate-limit tables), with rows.
 tok=$(q 0 "SELECT regstack.issue_token('pre_auth', subject => 'kept')") || dist_fail "issue before the rolled-back DROP"
 regstack_citus_psql 0 "$db" -q -c "BEGIN" -c "DROP EXTENSION regstack" -c "ROLLBACK" >/dev/null 2>&1 \
@@ -685,21 +747,25 @@ regstack_citus_psql 0 "$db" -q -c "BEGIN" -c "DROP EXTENSION regstack" -c "ROLLB
 echo "DROP EXTENSION rolled back: shards and rows kept"
 # The source placements of the shard moves above are Citus's to drop (its
 # deferred cleanup, pg_dist_cleanup), not orphans of the DROP: gone first.
-q 0 "CALL citus_cleanup_orphaned_resources()" >/dev/null || dist_fail "citus_cleanup_orphaned_resources"
+cleanup_moves
 q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (distributed tables)"
-for n in 0 1 2; do
-    [ "$(leftovers "$n")" = "0|0|0" ] \
-        || dist_fail "after DROP EXTENSION, ${node_name[$n]} keeps relations|Citus tables|functions: $(leftovers "$n")"
-    [ -z "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
-        || dist_fail "regstack still installed on ${node_name[$n]}"
-done
+nothing_left "DROP EXTENSION"
 echo "DROP EXTENSION regstack with distributed tables: no relation or shard left on any node"
 
-q 0 "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION regstack again"
-for n in 1 2; do
-    [ -n "$(q "$n" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
-        || q "$n" "CREATE EXTENSION regstack" >/dev/null || dist_fail "CREATE EXTENSION on ${node_name[$n]}"
-done
+create_everywhere
+# Without the coordinator in Citus's metadata, it would get no copy of the
+# reference tables: refused.
+coded_refusal() {   # coded_refusal <node> <sql>: the error with its SQLSTATE, or "no error"
+    regstack_citus_psql "$1" "$db" -Atq -v VERBOSITY=verbose -c "$2" 2>&1 >/dev/null | head -n 1 || true
+}
+q 0 "SELECT citus_remove_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[0]})" >/dev/null \
+    || dist_fail "citus_remove_node of the coordinator"
+err=$(coded_refusal 0 "SELECT * FROM regstack.distribute()")
+[ "$err" = "ERROR:  55000: the coordinator is not in the Citus metadata" ] \
+    || dist_fail "distribute() with the coordinator out of the metadata: '$err'"
+q 0 "SELECT citus_set_coordinator_host('127.0.0.1', ${REGSTACK_CITUS_PORTS[0]})" >/dev/null \
+    || dist_fail "citus_set_coordinator_host"
+echo "distribute() refused while the coordinator was not in the metadata ($err)"
 # A token issued on worker 1 before distributing lives in its own table.
 early=$(q 1 "SELECT regstack.issue_token('pre_auth', subject => 'early')") || dist_fail "issue on worker1"
 err=$(refusal 0 "SELECT * FROM regstack.distribute()")
@@ -722,19 +788,47 @@ colocated=$(q 0 "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
                   WHERE logicalrelid IN ('regstack.auth_rate_limit_state'::regclass, 'regstack.auth_rate_limit_events'::regclass)")
 [ "$colocated" = 1 ] || dist_fail "the rate-limit tables are not colocated"
 echo "distribute(): 3 reference tables, 3 distributed, 3 functions delegated; a second call changes nothing"
+# The coordinator's own tables, Citus's shells, keep no rows (no key).
+shells=$(q 0 "SELECT string_agg(c.relname || ' ' || pg_relation_size(c.oid), ', ' ORDER BY c.relname)
+               FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
+               WHERE pg_relation_size(c.oid) > 0")
+[ -z "$shells" ] || dist_fail "the coordinator keeps rows in the local tables: $shells"
+notices=$(regstack_citus_psql 0 "$db" -Atq -c "SELECT count(*) FILTER (WHERE changed) FROM regstack.distribute(shard_count => 4)" 2>&1) \
+    || dist_fail "distribute(shard_count => 4) again"
+[ "$(grep -c "is already distributed, in 32 shards: shard_count 4 ignored" <<<"$notices")" = 2 ] \
+    && [ "$(tail -n 1 <<<"$notices")" = 0 ] \
+    || dist_fail "distribute(shard_count => 4) on distributed tables: $notices"
+notices=$(regstack_citus_psql 0 "$db" -Atq \
+    -c "SELECT count(*) FILTER (WHERE distribution = 'delegated(key)') FROM regstack.distribute(delegate => false)" 2>&1) \
+    || dist_fail "distribute(delegate => false) after delegating"
+[ "$(grep -c "NOTICE:  function regstack.rate_limit_[a-z]*(.*) stays delegated" <<<"$notices")" = 3 ] \
+    && [ "$(tail -n 1 <<<"$notices")" = 3 ] \
+    || dist_fail "distribute(delegate => false) after delegating: $notices"
+echo "the coordinator's local tables emptied; an ignored shard_count and a kept delegation are told"
 
+registry_seen() {   # registry_seen <node>: shipped/all token types, shipped/all policies, key hash
+    q "$1" "SELECT (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.token_types)
+                   || ' ' || (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.rate_limit_policies)
+                   || ' ' || (SELECT encode(sha256(secret), 'hex') FROM regstack.secret_keys WHERE name = 'subject_tag')"
+}
 keys=
 for n in 0 1 2; do
-    row=$(q "$n" "SELECT (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.token_types)
-                  || ' ' || (SELECT count(*) FILTER (WHERE builtin) || '/' || count(*) FROM regstack.rate_limit_policies)
-                  || ' ' || (SELECT encode(sha256(secret), 'hex') FROM regstack.secret_keys WHERE name = 'subject_tag')")
-    read -r types policies key_hash <<<"$row"
+    read -r types policies key_hash <<<"$(registry_seen "$n")"
     [ "$types" = 6/6 ] && [ "$policies" = 6/6 ] \
         || dist_fail "${node_name[$n]}: shipped token types $types, policies $policies (want 6/6)"
     keys+="$key_hash "
 done
 [ "$(tr ' ' '\n' <<<"$keys" | sort -u | grep -c .)" = 1 ] || dist_fail "different subject-tag keys: $keys"
 echo "every node: the 6 shipped token types and policies still shipped, one subject-tag key"
+
+# The client-side router of examples/python/citus_routing.py, given the
+# coordinator: every call sent to a worker, the one holding its row.
+routed=$(DATABASE_URL="postgresql://postgres@127.0.0.1:${REGSTACK_CITUS_PORTS[0]}/$db" \
+             /usr/bin/python3 "$src/examples/python/citus_routing.py" 2>&1) \
+    || dist_fail "examples/python/citus_routing.py: $routed"
+grep -q "^calls sent to 127.0.0.1:[0-9]*: [0-9]*" <<<"$routed" && ! grep -q "the first node" <<<"$routed" \
+    || dist_fail "examples/python/citus_routing.py sent calls to the coordinator: $routed"
+echo "examples/python/citus_routing.py: $(tail -n 1 <<<"$routed")"
 
 REGSTACK_CITUS_DB=$db /usr/bin/python3 "$src/test/citus/registry_sessions.py" "${REGSTACK_CITUS_PORTS[@]}" \
     || dist_fail "registry changes across nodes"
@@ -766,10 +860,87 @@ got=$(rate_race dist-race 0)
 [ "$got" = 10/22 ] || dist_fail "32 delegated calls with a limit of 10, allowed/denied: $got"
 echo "rate_limit_check delegated from the coordinator; 32 delegated calls at once, limit 10: 10 allowed"
 
+# A worker added now: Citus creates regstack there, whose own tables hold
+# its own key; its calls are refused (55000) until Citus copies the
+# reference tables to it, then see the cluster's registry and key, and
+# run on the shards moved there.
+regstack_citus_add_node || dist_fail "adding a third worker"
+new=$((${#REGSTACK_CITUS_PORTS[@]} - 1))
+node_name[$new]=worker3
+[ -n "$(q "$new" "SELECT 1 FROM pg_extension WHERE extname = 'regstack'")" ] \
+    || dist_fail "citus_add_node did not create regstack on worker3"
+err=$(coded_refusal "$new" "SELECT regstack.issue_token('password_reset', subject => 'new-node')")
+[ "$err" = "ERROR:  55000: table regstack.token_types has no copy on this node" ] \
+    || dist_fail "a call on worker3 before the reference tables reached it: '$err'"
+q 0 "SELECT replicate_reference_tables()" >/dev/null || dist_fail "replicate_reference_tables()"
+[ "$(registry_seen "$new")" = "$(registry_seen 0)" ] && [ "$(registry_seen "$new")" = "$(registry_seen 1)" ] \
+    || dist_fail "worker3 sees the registry and key as '$(registry_seen "$new")', the coordinator as '$(registry_seen 0)'"
+t=$(q 1 "SELECT regstack.issue_token('password_reset', subject => 'new-node')") || dist_fail "issue on worker1"
+read -r tok_port tok_shard <<<"$(q 0 "SELECT node_port || ' ' || shard_id FROM regstack.token_node('$t')")"
+q 0 "SELECT citus_move_shard_placement($tok_shard, '127.0.0.1', $tok_port, '127.0.0.1', ${REGSTACK_CITUS_PORTS[$new]}, shard_transfer_mode => 'block_writes')" >/dev/null \
+    || dist_fail "moving the token's shard to worker3"
+[ "$(q "$new" "SELECT is_local FROM regstack.token_node('$t')")" = t ] || dist_fail "the moved shard is not local on worker3"
+t2=$(q "$new" "SELECT regstack.issue_token('password_reset', subject => 'new-node')") || dist_fail "issue on worker3"
+[ "$(q "$new" "SELECT subject FROM regstack.consume_token('$t', 'password_reset')")" = new-node ] \
+    || dist_fail "worker3 did not consume a token moved to it"
+[ "$(q 2 "SELECT regstack.revoke_tokens('new-node')")" = 1 ] || dist_fail "worker2 did not revoke the token issued on worker3"
+[ "$(q "$new" "SELECT count(*) FROM regstack.consume_token('$t2', 'password_reset')")" = 0 ] \
+    || dist_fail "a revoked token was consumed on worker3"
+echo "worker3 added: calls refused until the reference tables reached it, then one key; it owns a moved shard"
+
+# A rebalance onto worker3 under load.  Tokens with no subject (a random
+# tag each, so every shard) issued before it and, on the coordinator and
+# worker1, all through it, are each consumed once afterwards, spread over
+# the four nodes; rate limits exhausted before it stay exhausted.
+downloads() {   # downloads <node> <file>: 100 download tokens issued there in one session, appended
+    local i
+    for i in $(seq 100); do echo "SELECT regstack.issue_token('download', payload => '{}');"; done \
+        | regstack_citus_psql "$1" "$db" -Atq >> "$2" 2>&1
+}
+spread_load() {   # spread_load <node> <file>: downloads there until $race/stop exists
+    while [ ! -e "$race/stop" ]; do downloads "$1" "$2"; done
+}
+limit_calls() {   # limit_calls <node>: rate_limit_check of keys reb-1 .. reb-20 (limit 2), allowed as t/f
+    local i
+    for i in $(seq 20); do echo "SELECT allowed FROM regstack.rate_limit_check('reb-$i', 'login', 2, '1 hour');"; done \
+        | regstack_citus_psql "$1" "$db" -Atq | tr -d '\n'
+}
+[ "$(limit_calls 0)$(limit_calls 2)" = "$(printf 't%.0s' $(seq 40))" ] || dist_fail "20 keys, two calls each before the rebalance"
+rm -f "$race/stop" "$race/reb-"*
+downloads 2 "$race/reb-before"
+spread_load 0 "$race/reb-coord" &
+spread_load 1 "$race/reb-worker1" &
+sleep 0.5
+q 0 "SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')" >/dev/null \
+    || { touch "$race/stop"; wait; dist_fail "rebalance_table_shards()"; }
+touch "$race/stop"
+wait
+moved=$(q 0 "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+              WHERE p.groupid = (SELECT groupid FROM pg_dist_node WHERE nodeport = ${REGSTACK_CITUS_PORTS[$new]})
+                AND s.logicalrelid = 'regstack.auth_ephemeral_tokens'::regclass")
+[ "$moved" -ge 8 ] || dist_fail "after the rebalance worker3 holds $moved token shards"
+bad=$(cat "$race/reb-"* | grep -v '^[A-Za-z0-9_-]\{48\}$' | head -n 2 || true)
+[ -z "$bad" ] || dist_fail "issue_token during the rebalance: $bad"
+issued=$(cat "$race/reb-"* | wc -l)
+during=$(cat "$race/reb-coord" "$race/reb-worker1" | wc -l)
+cat "$race/reb-"* | awk -v dir="$race" \
+    '{ printf "SELECT count(*) FROM regstack.consume_token(%c%s%c, %cdownload%c);\n", 39, $0, 39, 39, 39 > (dir "/reb-consume-" NR % 4) }'
+got=$(for n in 0 1 2 3; do regstack_citus_psql "$n" "$db" -Atq -f "$race/reb-consume-$n"; done | sort | uniq -c | tr -s ' ')
+[ "$got" = " $issued 1" ] || dist_fail "consuming the $issued tokens after the rebalance: '$got'"
+[ "$(live "token_type = 'download'")" = 0 ] || dist_fail "download tokens left after consuming them all"
+[ "$(limit_calls "$new")" = "$(printf 'f%.0s' $(seq 20))" ] || dist_fail "a limit exhausted before the rebalance allowed a call after it"
+echo "a rebalance onto worker3 ($moved token shards there) while $during tokens were issued: all $issued consumed once, exhausted limits kept"
+
+cleanup_moves   # the source placement of the move to worker3
 q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (reference tables, delegated functions)"
-for n in 0 1 2; do
-    [ "$(leftovers "$n")" = "0|0|0" ] \
-        || dist_fail "after DROP EXTENSION, ${node_name[$n]} keeps relations|Citus tables|functions: $(leftovers "$n")"
-done
+nothing_left "DROP EXTENSION"
 echo "DROP EXTENSION regstack after distribute(): nothing left on any node"
+
+# DROP SCHEMA regstack CASCADE drops the extension without the hook:
+# Citus propagates it, and every node drops the shards with the schema.
+create_everywhere
+q 0 "SELECT count(*) FROM regstack.distribute()" >/dev/null || dist_fail "distribute() before DROP SCHEMA"
+q 0 "DROP SCHEMA regstack CASCADE" >/dev/null 2>&1 || dist_fail "DROP SCHEMA regstack CASCADE"
+nothing_left "DROP SCHEMA regstack CASCADE"
+echo "DROP SCHEMA regstack CASCADE after distribute(): nothing left on any node"
 echo "test citus_distribute ... ok"

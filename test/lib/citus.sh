@@ -9,7 +9,8 @@
 # $REGSTACK_CITUS_CACHE, so that later runs on the same machine only copy
 # them in.  regstack_citus_start starts a throwaway cluster from that copy
 # (a coordinator and two workers on 127.0.0.1, run by the test user) and
-# stops it when the calling shell exits.
+# stops it when the calling shell exits; regstack_citus_add_node adds a
+# worker to it.
 #
 # Environment:
 #   REGSTACK_VENDOR         directory holding citus-<version>.tar.gz
@@ -254,7 +255,7 @@ regstack_citus_free_port() {
 # and stops the cluster when this shell exits.  Call it directly, not in
 # $(...): a subshell would stop the cluster as soon as it returns.
 regstack_citus_start() {
-    local pg_config=$1 dir=$2 bin n port tries
+    local pg_config=$1 dir=$2 bin n
     bin=$("$pg_config" --bindir)
     mkdir -p "$dir"
     chmod 755 "$dir"
@@ -266,7 +267,7 @@ regstack_citus_start() {
     echo "$bin" >"$dir/bindir"
     _regstack_citus_on_exit "$dir"
 
-    # One initdb, copied to the three nodes.
+    # One initdb, the template of every node (regstack_citus_add_node too).
     regstack_as_test_user "'$bin/initdb' -D '$dir/template' -A trust -U postgres \
         >'$dir/initdb.log' 2>&1" || { cat "$dir/initdb.log" >&2; return 1; }
     cat >>"$dir/template/postgresql.conf" <<EOF
@@ -284,42 +285,70 @@ citus.enable_statistics_collection = off
 ${REGSTACK_CITUS_CONF:-}
 EOF
     for n in 0 1 2; do
-        regstack_as_test_user "cp -a '$dir/template' '$dir/node$n'"
-        # A port free when picked may be taken before the server binds it
-        # (other test runs): then pick another.
-        for tries in 1 2 3 4 5; do
-            port=$(regstack_citus_free_port)
-            echo "port = $port" >"$dir/node$n/port.conf"
-            grep -q "^include_if_exists = 'port.conf'" "$dir/node$n/postgresql.conf" \
-                || echo "include_if_exists = 'port.conf'" >>"$dir/node$n/postgresql.conf"
-            regstack_chown_test_user "$dir/node$n"
-            if regstack_as_test_user "'$bin/pg_ctl' -D '$dir/node$n' -l '$dir/node$n.log' \
-                    -w -t 60 start" >/dev/null 2>&1; then
-                break
-            fi
-            if [ "$tries" = 5 ] || ! grep -q 'could not bind\|could not create any TCP' "$dir/node$n.log"; then
-                tail -n 20 "$dir/node$n.log" >&2
-                echo "node$n did not start" >&2
-                return 1
-            fi
-        done
-        REGSTACK_CITUS_PORTS+=("$port")
+        _regstack_citus_start_node "$n" || return 1
     done
-    rm -rf "$dir/template"
 
     for n in 0 1 2; do
-        regstack_citus_psql "$n" postgres -q -c "CREATE DATABASE $REGSTACK_CITUS_DB" >/dev/null \
-            && regstack_citus_psql "$n" "$REGSTACK_CITUS_DB" -q -c "CREATE EXTENSION citus" \
-            >/dev/null || return 1
+        _regstack_citus_create_db "$n" || return 1
     done
     regstack_citus_psql 0 "$REGSTACK_CITUS_DB" -q >/dev/null <<EOF || return 1
 SELECT citus_set_coordinator_host('127.0.0.1', ${REGSTACK_CITUS_PORTS[0]});
 SELECT citus_add_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[1]});
 SELECT citus_add_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[2]});
 EOF
-    cat >"$dir/cluster.env" <<EOF
-REGSTACK_CITUS_DIR='$dir'
-REGSTACK_CITUS_BIN='$bin'
+    _regstack_citus_write_env
+}
+
+# Start one more node, node$N with N the next number, from the same
+# template, create the database and Citus there, and add it to the
+# cluster (citus_add_node on the coordinator, which creates there the
+# extensions and objects Citus propagates).  Its port is appended to
+# REGSTACK_CITUS_PORTS and cluster.env.  Call it directly, not in $(...).
+regstack_citus_add_node() {
+    local n=${#REGSTACK_CITUS_PORTS[@]}
+    _regstack_citus_start_node "$n" && _regstack_citus_create_db "$n" || return 1
+    regstack_citus_psql 0 "$REGSTACK_CITUS_DB" -q -c \
+        "SELECT citus_add_node('127.0.0.1', ${REGSTACK_CITUS_PORTS[$n]})" >/dev/null || return 1
+    _regstack_citus_write_env
+}
+
+# Start node$1 of the cluster being built, a copy of $REGSTACK_CITUS_DIR/
+# template, on a free port appended to REGSTACK_CITUS_PORTS.
+_regstack_citus_start_node() {
+    local n=$1 dir=$REGSTACK_CITUS_DIR bin=$REGSTACK_CITUS_BIN port tries
+    regstack_as_test_user "cp -a '$dir/template' '$dir/node$n'"
+    # A port free when picked may be taken before the server binds it
+    # (other test runs): then pick another.
+    for tries in 1 2 3 4 5; do
+        port=$(regstack_citus_free_port)
+        echo "port = $port" >"$dir/node$n/port.conf"
+        grep -q "^include_if_exists = 'port.conf'" "$dir/node$n/postgresql.conf" \
+            || echo "include_if_exists = 'port.conf'" >>"$dir/node$n/postgresql.conf"
+        regstack_chown_test_user "$dir/node$n"
+        if regstack_as_test_user "'$bin/pg_ctl' -D '$dir/node$n' -l '$dir/node$n.log' \
+                -w -t 60 start" >/dev/null 2>&1; then
+            break
+        fi
+        if [ "$tries" = 5 ] || ! grep -q 'could not bind\|could not create any TCP' "$dir/node$n.log"; then
+            tail -n 20 "$dir/node$n.log" >&2
+            echo "node$n did not start" >&2
+            return 1
+        fi
+    done
+    REGSTACK_CITUS_PORTS+=("$port")
+}
+
+# The test database, with Citus, on node $1.
+_regstack_citus_create_db() {
+    regstack_citus_psql "$1" postgres -q -c "CREATE DATABASE $REGSTACK_CITUS_DB" >/dev/null \
+        && regstack_citus_psql "$1" "$REGSTACK_CITUS_DB" -q -c "CREATE EXTENSION citus" >/dev/null
+}
+
+# cluster.env: the variables above, in bash syntax, for other shells.
+_regstack_citus_write_env() {
+    cat >"$REGSTACK_CITUS_DIR/cluster.env" <<EOF
+REGSTACK_CITUS_DIR='$REGSTACK_CITUS_DIR'
+REGSTACK_CITUS_BIN='$REGSTACK_CITUS_BIN'
 REGSTACK_CITUS_DB='$REGSTACK_CITUS_DB'
 REGSTACK_CITUS_PORTS=(${REGSTACK_CITUS_PORTS[*]})
 EOF
