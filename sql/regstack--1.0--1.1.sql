@@ -302,6 +302,7 @@ DECLARE
     state_colocation integer;
     shards bigint;
     is_delegated boolean;
+    any_delegation boolean;
     worker record;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
@@ -323,7 +324,7 @@ BEGIN
     END IF;
     -- The coordinator's calls read its copy of the reference tables: it
     -- needs one, which Citus places only on nodes in its metadata.
-    IF NOT EXISTS (SELECT FROM pg_dist_node WHERE groupid = 0 AND noderole = 'primary') THEN
+    IF NOT EXISTS (SELECT FROM pg_dist_node WHERE groupid = 0 AND noderole = 'primary' AND isactive) THEN
         RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'regstack''s calls on the coordinator read its copy of the reference tables.',
@@ -374,6 +375,10 @@ BEGIN
                     USING ERRCODE = 'object_not_in_prerequisite_state',
                           HINT = 'Citus cannot undistribute a table an extension owns: DROP EXTENSION regstack and CREATE EXTENSION regstack, then run regstack.distribute().';
             END IF;
+            -- made by hand: its rows may still be in the shell too
+            IF pg_relation_size(tbl) > 0 THEN
+                PERFORM truncate_local_data_after_distributing_table(tbl);
+            END IF;
             object := tbl::text; distribution := 'reference'; changed := false;
             RETURN NEXT;
             CONTINUE;
@@ -410,7 +415,8 @@ BEGIN
                     RAISE EXCEPTION 'table % is distributed, but not colocated with %', tbl, colocations[i]
                         USING ERRCODE = 'object_not_in_prerequisite_state',
                               DETAIL = 'A key''s rate-limit state and events must be on one node.',
-                              HINT = format('Run SELECT update_distributed_table_colocation(%L, colocate_with => %L).',
+                              HINT = format('With equal shard counts, SELECT update_distributed_table_colocation(%L, colocate_with => %L); '
+                                            'else DROP EXTENSION regstack, CREATE EXTENSION regstack, then regstack.distribute().',
                                             tbl::text, colocations[i]);
                 END IF;
             ELSIF shard_count IS NOT NULL THEN
@@ -420,6 +426,9 @@ BEGIN
                                  tbl, shards, shard_count
                         USING HINT = 'Citus''s alter_distributed_table() changes the shard count of a table.';
                 END IF;
+            END IF;
+            IF pg_relation_size(tbl) > 0 THEN
+                PERFORM truncate_local_data_after_distributing_table(tbl);
             END IF;
             object := tbl::text; distribution := format('hash(%s)', hash_columns[i]);
             changed := false;
@@ -448,21 +457,23 @@ BEGIN
     SELECT p.colocationid INTO state_colocation
     FROM pg_dist_partition p WHERE p.logicalrelid = 'regstack.auth_rate_limit_state'::regclass;
     FOREACH object IN ARRAY delegated LOOP
-        is_delegated := EXISTS (
-            SELECT FROM pg_dist_object o
-            WHERE o.classid = 'pg_proc'::regclass AND o.objid = object::regprocedure
-              AND o.distribution_argument_index = 0 AND o.colocationid = state_colocation);
-        changed := delegate AND NOT is_delegated;
+        SELECT o.distribution_argument_index = 0 AND o.colocationid = state_colocation
+        INTO is_delegated
+        FROM pg_dist_object o
+        WHERE o.classid = 'pg_proc'::regclass AND o.objid = object::regprocedure
+          AND o.distribution_argument_index IS NOT NULL;
+        any_delegation := FOUND;
+        changed := delegate AND NOT coalesce(is_delegated, false);
         IF changed THEN
             PERFORM create_distributed_function(object::regprocedure, 'key',
                                                 colocate_with => 'regstack.auth_rate_limit_state');
-        ELSIF is_delegated AND NOT delegate THEN
+        ELSIF any_delegation AND NOT delegate THEN
             RAISE NOTICE 'function % stays delegated', object::regprocedure
                 USING DETAIL = 'Citus cannot take back the delegation of a function an extension owns.',
                       HINT = 'To run without it: DROP EXTENSION regstack, CREATE EXTENSION regstack, then regstack.distribute(delegate => false).';
         END IF;
         object := object::regprocedure::text;
-        distribution := CASE WHEN delegate OR is_delegated THEN 'delegated(key)' ELSE 'not delegated' END;
+        distribution := CASE WHEN delegate OR any_delegation THEN 'delegated(key)' ELSE 'not delegated' END;
         RETURN NEXT;
     END LOOP;
 

@@ -756,15 +756,24 @@ regstack_citus_single_shard(Oid relid)
 	 * truncates it on the coordinator; a worker's holds what it had before):
 	 * never read it in place of the shard.
 	 */
-	name = psprintf("%s_" INT64_FORMAT, get_rel_name(relid), shard_id);
-	shard_relid = placed_here ? get_relname_relid(name, get_rel_namespace(relid)) : InvalidOid;
-	if (!OidIsValid(shard_relid))
+	if (!placed_here)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table regstack.%s has no copy on this node", get_rel_name(relid)),
 				 errdetail("Citus keeps it in shard " INT64_FORMAT ", which has no placement in this node's group %d.",
 						   shard_id, local_group),
-				 errhint("Run SELECT replicate_reference_tables() on the Citus coordinator (a node added after regstack.distribute() gets its copy then); the coordinator must be in the Citus metadata.")));
+				 local_group == 0 ?
+				 errhint("Add the coordinator to the Citus metadata (citus_set_coordinator_host), then run SELECT replicate_reference_tables().") :
+				 errhint("Run SELECT replicate_reference_tables() on the Citus coordinator (a node added after regstack.distribute() gets its copy then).")));
+	name = psprintf("%s_" INT64_FORMAT, get_rel_name(relid), shard_id);
+	shard_relid = get_relname_relid(name, get_rel_namespace(relid));
+	if (!OidIsValid(shard_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the shard regstack.%s of table regstack.%s is missing on this node",
+						name, get_rel_name(relid)),
+				 errdetail("Citus's metadata places shard " INT64_FORMAT " in this node's group %d.",
+						   shard_id, local_group)));
 	return shard_relid;
 }
 
@@ -825,11 +834,10 @@ regstack_subject_node(PG_FUNCTION_ARGS)
 {
 	text	   *subject = regstack_text_arg(fcinfo, 0, "subject",
 											REGSTACK_MAX_TEXT_BYTES, true);
-	int32		tag = regstack_subject_tag(subject);
 	CitusLocation where;
 
-	AcceptInvalidationMessages();	/* as of now, not of the transaction's start */
-	citus_locate(RS_TABLE_TOKENS, Int32GetDatum(tag), &where);
+	AcceptInvalidationMessages();	/* as of now, the key too */
+	citus_locate(RS_TABLE_TOKENS, Int32GetDatum(regstack_subject_tag(subject)), &where);
 	citus_node(&where);
 	PG_RETURN_DATUM(citus_location_datum(fcinfo, &where));
 }

@@ -5,8 +5,9 @@ After regstack.distribute() every call gives the same answer on every
 node, but only the node holding the row's shard runs it at single-node
 speed; any other node forwards it (docs/citus.md).  This client asks the
 node it is connected to where a row lives, with regstack.subject_node(),
-token_node() and rate_limit_node() (a read of Citus's metadata, no table
-access), and sends the call there, over one connection per node.
+token_node() and rate_limit_node() (they read Citus's metadata, and
+subject_node the cached subject-tag key, but no token or rate-limit row),
+and sends the call there, over one connection per node.
 
     DATABASE_URL=postgresql://app@coordinator:5432/app python3 citus_routing.py
 

@@ -873,8 +873,11 @@ err=$(coded_refusal "$new" "SELECT regstack.issue_token('password_reset', subjec
 [ "$err" = "ERROR:  55000: table regstack.token_types has no copy on this node" ] \
     || dist_fail "a call on worker3 before the reference tables reached it: '$err'"
 q 0 "SELECT replicate_reference_tables()" >/dev/null || dist_fail "replicate_reference_tables()"
-[ "$(registry_seen "$new")" = "$(registry_seen 0)" ] && [ "$(registry_seen "$new")" = "$(registry_seen 1)" ] \
-    || dist_fail "worker3 sees the registry and key as '$(registry_seen "$new")', the coordinator as '$(registry_seen 0)'"
+seen_new=$(registry_seen "$new") || dist_fail "the registry on worker3"
+seen_0=$(registry_seen 0) || dist_fail "the registry on the coordinator"
+seen_1=$(registry_seen 1) || dist_fail "the registry on worker1"
+[ -n "$seen_new" ] && [ "$seen_new" = "$seen_0" ] && [ "$seen_new" = "$seen_1" ] \
+    || dist_fail "worker3 sees the registry and key as '$seen_new', the coordinator as '$seen_0', worker1 as '$seen_1'"
 t=$(q 1 "SELECT regstack.issue_token('password_reset', subject => 'new-node')") || dist_fail "issue on worker1"
 read -r tok_port tok_shard <<<"$(q 0 "SELECT node_port || ' ' || shard_id FROM regstack.token_node('$t')")"
 q 0 "SELECT citus_move_shard_placement($tok_shard, '127.0.0.1', $tok_port, '127.0.0.1', ${REGSTACK_CITUS_PORTS[$new]}, shard_transfer_mode => 'block_writes')" >/dev/null \
@@ -910,11 +913,18 @@ rm -f "$race/stop" "$race/reb-"*
 downloads 2 "$race/reb-before"
 spread_load 0 "$race/reb-coord" &
 spread_load 1 "$race/reb-worker1" &
-sleep 0.5
-q 0 "SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')" >/dev/null \
+for _ in $(seq 200); do
+    [ -s "$race/reb-coord" ] && [ -s "$race/reb-worker1" ] && break
+    sleep 0.05
+done
+at_start=$(cat "$race/reb-coord" "$race/reb-worker1" | wc -l)
+regstack_citus_psql 0 "$db" -q -c "SET client_min_messages = warning" \
+    -c "SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')" >/dev/null \
     || { touch "$race/stop"; wait; dist_fail "rebalance_table_shards()"; }
+at_end=$(cat "$race/reb-coord" "$race/reb-worker1" | wc -l)
 touch "$race/stop"
 wait
+[ "$at_end" -gt "$at_start" ] || dist_fail "no token was issued while the rebalance ran ($at_start before, $at_end after)"
 moved=$(q 0 "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
               WHERE p.groupid = (SELECT groupid FROM pg_dist_node WHERE nodeport = ${REGSTACK_CITUS_PORTS[$new]})
                 AND s.logicalrelid = 'regstack.auth_ephemeral_tokens'::regclass")
@@ -929,7 +939,7 @@ got=$(for n in 0 1 2 3; do regstack_citus_psql "$n" "$db" -Atq -f "$race/reb-con
 [ "$got" = " $issued 1" ] || dist_fail "consuming the $issued tokens after the rebalance: '$got'"
 [ "$(live "token_type = 'download'")" = 0 ] || dist_fail "download tokens left after consuming them all"
 [ "$(limit_calls "$new")" = "$(printf 'f%.0s' $(seq 20))" ] || dist_fail "a limit exhausted before the rebalance allowed a call after it"
-echo "a rebalance onto worker3 ($moved token shards there) while $during tokens were issued: all $issued consumed once, exhausted limits kept"
+echo "a rebalance onto worker3 ($moved token shards there) with $((at_end - at_start)) tokens issued while it ran ($during in all): all $issued consumed once, exhausted limits kept"
 
 cleanup_moves   # the source placement of the move to worker3
 q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (reference tables, delegated functions)"
@@ -940,7 +950,8 @@ echo "DROP EXTENSION regstack after distribute(): nothing left on any node"
 # Citus propagates it, and every node drops the shards with the schema.
 create_everywhere
 q 0 "SELECT count(*) FROM regstack.distribute()" >/dev/null || dist_fail "distribute() before DROP SCHEMA"
-q 0 "DROP SCHEMA regstack CASCADE" >/dev/null 2>&1 || dist_fail "DROP SCHEMA regstack CASCADE"
+err=$(regstack_citus_psql 0 "$db" -Atq -c "SET client_min_messages = warning" -c "DROP SCHEMA regstack CASCADE" 2>&1) \
+    || dist_fail "DROP SCHEMA regstack CASCADE: $err"
 nothing_left "DROP SCHEMA regstack CASCADE"
 echo "DROP SCHEMA regstack CASCADE after distribute(): nothing left on any node"
 echo "test citus_distribute ... ok"

@@ -316,7 +316,7 @@ regstack_citus_add_node() {
 # template, on a free port appended to REGSTACK_CITUS_PORTS.
 _regstack_citus_start_node() {
     local n=$1 dir=$REGSTACK_CITUS_DIR bin=$REGSTACK_CITUS_BIN port tries
-    regstack_as_test_user "cp -a '$dir/template' '$dir/node$n'"
+    regstack_as_test_user "cp -a '$dir/template' '$dir/node$n'" || return 1
     # A port free when picked may be taken before the server binds it
     # (other test runs): then pick another.
     for tries in 1 2 3 4 5; do
