@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * citus_drop.c
- *	  DROP EXTENSION regstack on a Citus coordinator: drop the shards of
- *	  regstack's distributed and reference tables first.
+ *	  DROP EXTENSION regstack (or DROP SCHEMA regstack CASCADE) on a Citus
+ *	  coordinator: lock regstack's distributed and reference tables on
+ *	  every node, and drop their shards, first.
  *
  * DROP EXTENSION drops the extension's tables on the coordinator and, by
  * Citus's propagation, on the workers, with Citus's DDL propagation
@@ -15,6 +16,11 @@
  * Citus's own DROP TABLE runs) drops the shards of every regstack table
  * Citus manages, inside the same transaction: a DROP that fails or is
  * rolled back keeps them.
+ *
+ * DROP SCHEMA regstack CASCADE drops the extension too, and Citus
+ * propagates it to every node, where the shards go with the schema; but
+ * in DROP's order (shards, then tables), which Citus's deadlock detector
+ * cancelled while the reapers ran: so it gets the same treatment.
  *
  * Only on the coordinator (the one node where Citus lets DROP EXTENSION of
  * a distributed extension run), only when the citus extension exists, and
@@ -72,7 +78,11 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 	"SELECT pg_catalog.citus_drop_all_shards(p.logicalrelid, n.nspname, c.relname)" \
 	CITUS_REGSTACK_TABLES
 
-/* Whether stmt is a DROP EXTENSION naming regstack. */
+/*
+ * Whether stmt drops regstack: a DROP EXTENSION naming it, or a DROP
+ * SCHEMA ... CASCADE naming its schema (regstack.control fixes it:
+ * "regstack"), which drops the extension with the schema.
+ */
 static bool
 drop_names_regstack(Node *stmt)
 {
@@ -82,7 +92,8 @@ drop_names_regstack(Node *stmt)
 	if (stmt == NULL || !IsA(stmt, DropStmt))
 		return false;
 	drop = (DropStmt *) stmt;
-	if (drop->removeType != OBJECT_EXTENSION)
+	if (drop->removeType != OBJECT_EXTENSION &&
+		!(drop->removeType == OBJECT_SCHEMA && drop->behavior == DROP_CASCADE))
 		return false;
 	foreach(cell, drop->objects)
 		if (strcmp(strVal(lfirst(cell)), "regstack") == 0)
@@ -133,7 +144,7 @@ citus_drop_regstack_shards(Oid regstack_oid)
 	SPI_finish();
 }
 
-/* ProcessUtility hook: regstack's shards go before DROP EXTENSION regstack. */
+/* ProcessUtility hook: regstack's shards go before a DROP of regstack. */
 static void
 regstack_process_utility(PlannedStmt *pstmt, const char *query_string,
 						 bool read_only_tree, ProcessUtilityContext context,

@@ -16,6 +16,10 @@
 
 #include <stddef.h>
 
+#include "catalog/namespace.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
+
 /* Fill a cache entry (after its event type) from a row of the load query. */
 static void
 policies_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
@@ -54,6 +58,22 @@ regstack_rate_limit_policies(int *count)
 	regstack_registry_refresh(&policies_cache);
 	*count = policies_cache.count;
 	return policies_cache.entries;
+}
+
+/*
+ * Lock the policies table as a load of the cache does (AccessShareLock),
+ * for a caller that opens the rate-limit state and events next and may
+ * load the cache after them: policies first is the calls' order, in which
+ * DROP EXTENSION on Citus locks the tables (citus_drop.c).
+ */
+void
+regstack_rate_limit_policies_lock(void)
+{
+	Oid			relid = get_relname_relid("rate_limit_policies",
+										  get_namespace_oid("regstack", true));
+
+	if (OidIsValid(relid))
+		LockRelationOid(relid, AccessShareLock);
 }
 
 /* Comma-separated event types that have a policy, for error hints. */

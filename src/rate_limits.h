@@ -171,6 +171,7 @@ extern const RegstackRateLimitPolicy *regstack_rate_limit_policy(const char *eve
 
 /* Every policy, sorted by event type; *count gets how many. */
 extern const RegstackRateLimitPolicy *regstack_rate_limit_policies(int *count);
+extern void regstack_rate_limit_policies_lock(void);
 
 /* Comma-separated event types that have a policy, palloc'd. */
 extern char *regstack_rate_limit_policy_names(void);

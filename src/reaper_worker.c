@@ -68,6 +68,7 @@
 #include "reaper.h"
 #include "heap_access.h"
 #include "purge.h"
+#include "rate_limits.h"
 #include "stats.h"
 
 #include "access/xact.h"
@@ -197,10 +198,19 @@ worker_tables_usable(WorkerPass *pass)
 		usable = regstack_table_usable(RS_TABLE_TOKENS, RowExclusiveLock,
 									   &problem);
 	else
-		usable = regstack_table_usable(RS_TABLE_RATE_EVENTS, RowExclusiveLock,
+	{
+		/*
+		 * The calls' order, which DROP EXTENSION on Citus locks in
+		 * (citus_drop.c): the policies (read by the purge), the state, then
+		 * the events.  Events before state made that DROP and a reaper
+		 * deadlock.
+		 */
+		regstack_rate_limit_policies_lock();
+		usable = regstack_table_usable(RS_TABLE_RATE_STATE, RowExclusiveLock,
 									   &problem) &&
-			regstack_table_usable(RS_TABLE_RATE_STATE, RowExclusiveLock,
+			regstack_table_usable(RS_TABLE_RATE_EVENTS, RowExclusiveLock,
 								  &problem);
+	}
 	if (usable)
 		return true;
 	regstack_reaper_slot_error(problem.message);

@@ -946,8 +946,9 @@ q 0 "DROP EXTENSION regstack" >/dev/null || dist_fail "DROP EXTENSION regstack (
 nothing_left "DROP EXTENSION"
 echo "DROP EXTENSION regstack after distribute(): nothing left on any node"
 
-# DROP SCHEMA regstack CASCADE drops the extension without the hook:
-# Citus propagates it, and every node drops the shards with the schema.
+# DROP SCHEMA regstack CASCADE drops the extension with the schema; the
+# hook (src/citus_drop.c) locks the tables and drops the shards first, as
+# for DROP EXTENSION, and Citus propagates the DROP to every node.
 create_everywhere
 q 0 "SELECT count(*) FROM regstack.distribute()" >/dev/null || dist_fail "distribute() before DROP SCHEMA"
 err=$(regstack_citus_psql 0 "$db" -Atq -c "SET client_min_messages = warning" -c "DROP SCHEMA regstack CASCADE" 2>&1) \
