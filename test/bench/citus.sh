@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test/bench/citus.sh: regstack's Citus benchmark (`make bench-citus`).
-# In one run, the token pair and a rate-limit check on a single server
+# In one run, the token pair (alone, and with a routing client's
+# lookups) and a rate-limit check on a single server
 # without Citus, on the Citus worker that owns every shard, and through
 # the Citus coordinator; prints the medians and the ratios of the worker
 # and the coordinator to the single server, and writes them to a JSON and
@@ -140,7 +141,9 @@ bench_citus_pgbench() {
 # Rounds interleave the targets, so that they share the machine's state.
 # Phase "routed": the rate-limit functions not delegated (distribute(
 # delegate => false), for clients that send calls to the owner), so the
-# coordinator routes each call itself.  Phase "delegated": the same
+# coordinator routes each call itself; token_pair_lookups adds the
+# subject_node and token_node lookups a routing client makes
+# (test/bench/pgbench/token_citus_lookup.sql).  Phase "delegated": the same
 # cluster after distribute(delegate => true): Citus sends a call made on
 # the coordinator to the owner, and plans every call anew, on the owner too.
 : >"$work/results.tsv"
@@ -148,16 +151,17 @@ run_phase() {   # run_phase <phase> <target>...
     local phase=$1 round workload script target tps
     shift
     for round in $(seq "$rounds"); do
-        for workload in token_pair rate_limit; do
+        for workload in token_pair token_pair_lookups rate_limit; do
             case $workload in
                 token_pair) script=token_regstack.sql ;;
+                token_pair_lookups) script=token_citus_lookup.sql ;;
                 rate_limit) script=rl_citus_delegable.sql ;;
             esac
-            [ "$phase" = delegated ] && [ "$workload" = token_pair ] && continue
+            [ "$phase" = delegated ] && [ "$workload" != rate_limit ] && continue
             for target in "$@"; do
                 if tps=$(bench_citus_pgbench "$target" "$script"); then
                     printf '%s\t%s\t%s\t%s\t%s\n' "$phase" "$workload" "$target" "$round" "$tps" >>"$work/results.tsv"
-                    printf '%-9s %-11s %-12s round %s: %10.1f tps\n' "$phase" "$workload" "$target" "$round" "$tps"
+                    printf '%-9s %-18s %-12s round %s: %10.1f tps\n' "$phase" "$workload" "$target" "$round" "$tps"
                 else
                     echo "WORKLOAD ERROR: $workload on $target ($phase), round $round" >&2
                     failures=$((failures + 1))
