@@ -16,10 +16,6 @@
 
 #include <stddef.h>
 
-#include "catalog/namespace.h"
-#include "storage/lmgr.h"
-#include "utils/lsyscache.h"
-
 /* Fill a cache entry (after its event type) from a row of the load query. */
 static void
 policies_decode(HeapTuple row, TupleDesc desc, void *entry_ptr)
@@ -69,11 +65,7 @@ regstack_rate_limit_policies(int *count)
 void
 regstack_rate_limit_policies_lock(void)
 {
-	Oid			relid = get_relname_relid("rate_limit_policies",
-										  get_namespace_oid("regstack", true));
-
-	if (OidIsValid(relid))
-		LockRelationOid(relid, AccessShareLock);
+	(void) regstack_registry_lock(&policies_cache);
 }
 
 /* Comma-separated event types that have a policy, for error hints. */

@@ -114,6 +114,26 @@ registry_prepare(RegstackRegistryCache *cache)
 	cache->read_relid = read_relid;
 }
 
+/*
+ * Lock the cache's table (AccessShareLock), as its load does first, and
+ * return its oid, or InvalidOid when it does not exist.  The table before
+ * its shard (on Citus the load reads the shard): the order every call
+ * takes, and DROP EXTENSION's lock (citus_drop.c) waits for; and the table
+ * stays while its names are looked up.  A caller that opens other tables
+ * and may load the cache after them takes this lock first (the reaper).
+ */
+Oid
+regstack_registry_lock(const RegstackRegistryCache *cache)
+{
+	Oid			relid = get_relname_relid(cache->relname,
+										  get_namespace_oid("regstack", true));
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	LockRelationOid(relid, AccessShareLock);
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ? relid : InvalidOid;
+}
+
 /* Read every row of the cache's table, as the table owner. */
 static void
 registry_load(RegstackRegistryCache *cache)
@@ -139,20 +159,7 @@ registry_load(RegstackRegistryCache *cache)
 	regstack_begin_call(&call);
 	/* An invalidation that arrives while we read leaves the cache stale. */
 	invalidations_before = cache->invalidations;
-	cache->relid = get_relname_relid(cache->relname,
-									 get_namespace_oid("regstack", false));
-
-	/*
-	 * The table before its shard (on Citus the statement reads the shard):
-	 * the order every call takes, and DROP EXTENSION's lock (citus_drop.c)
-	 * waits for; and the table stays while its names are looked up.
-	 */
-	if (OidIsValid(cache->relid))
-	{
-		LockRelationOid(cache->relid, AccessShareLock);
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cache->relid)))
-			cache->relid = InvalidOid;
-	}
+	cache->relid = regstack_registry_lock(cache);
 	registry_prepare(cache);
 	if (SPI_execute_snapshot(cache->load_plan, NULL, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)

@@ -188,6 +188,9 @@ typedef struct RegstackRegistryCache
  */
 extern Oid	regstack_citus_single_shard(Oid relid);
 
+/* Lock the cache's table as its load does; its oid, or InvalidOid. */
+extern Oid	regstack_registry_lock(const RegstackRegistryCache *cache);
+
 /* Reload the cache if stale (runs as the table owner, any context). */
 extern void regstack_registry_refresh(RegstackRegistryCache *cache);
 /* Mark the caches of relid (InvalidOid: all) stale; from the relcache callback. */
